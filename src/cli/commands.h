@@ -1,0 +1,17 @@
+// Subcommands of the counterlink binary. Each returns the process exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace counterlink::cli {
+
+struct ServeOptions {
+  std::string config_file;
+  std::vector<std::string> overrides;  // --set key=value
+  bool print_config = false;
+};
+
+int run_serve(const ServeOptions& options);
+
+}  // namespace counterlink::cli

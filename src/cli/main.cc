@@ -1,0 +1,29 @@
+// counterlink: one binary, several roles (see docs and DESIGN.md).
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "commands.h"
+#include "counterlink/version.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Counterlink: the cloud for merchant-counter IoT devices"};
+  app.require_subcommand(0, 1);
+  app.set_version_flag("--version", std::string("counterlink ") + COUNTERLINK_VERSION +
+                                        " (commit " + COUNTERLINK_GIT_COMMIT + ")");
+
+  counterlink::cli::ServeOptions serve;
+  CLI::App* serve_cmd = app.add_subcommand("serve", "Run the server (device gateway)");
+  serve_cmd->add_option("-c,--config", serve.config_file, "YAML configuration file")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--set", serve.overrides,
+                        "Override a configuration key, e.g. --set gateway.max_connections=5000")
+      ->take_all();
+  serve_cmd->add_flag("--print-config", serve.print_config,
+                      "Print the effective configuration as YAML and exit");
+
+  CLI11_PARSE(app, argc, argv);
+  if (serve_cmd->parsed()) return counterlink::cli::run_serve(serve);
+  std::cout << app.help();
+  return 0;
+}

@@ -1,0 +1,100 @@
+#include <signal.h>
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+#include <iostream>
+#include <stdexcept>
+
+#include "cli/config.h"
+#include "commands.h"
+#include "counterlink/gateway/gateway.h"
+#include "counterlink/obs/log.h"
+#include "counterlink/obs/ops_server.h"
+#include "counterlink/version.h"
+
+extern char** environ;
+
+namespace counterlink::cli {
+namespace {
+
+std::vector<std::string> environment() {
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e) env.emplace_back(*e);
+  return env;
+}
+
+// Blocks SIGINT/SIGTERM in every thread (threads inherit the mask) and waits
+// for one of them on the main thread.
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+}  // namespace
+
+int run_serve(const ServeOptions& options) {
+  AppConfig config;
+  try {
+    config = load_config(options.config_file, environment(), options.overrides);
+  } catch (const ConfigError& e) {
+    std::cerr << "counterlink: configuration error: " << e.what() << "\n";
+    return 2;
+  }
+  if (options.print_config) {
+    std::cout << to_yaml(config);
+    return 0;
+  }
+  try {
+    obs::init_logging(config.log);
+  } catch (const std::exception& e) {
+    std::cerr << "counterlink: " << e.what() << "\n";
+    return 2;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t stop_signals = block_stop_signals();
+
+  spdlog::info("counterlink.starting version={} commit={}", COUNTERLINK_VERSION,
+               COUNTERLINK_GIT_COMMIT);
+  gateway::Gateway gw(config.gateway);
+  try {
+    gw.start();
+  } catch (const std::exception& e) {
+    spdlog::critical("counterlink.start_failed error=\"{}\"", e.what());
+    return 1;
+  }
+  std::atomic<bool> ready{false};
+  std::unique_ptr<obs::OpsServer> ops;
+  if (config.http.enabled) {
+    ops = std::make_unique<obs::OpsServer>(config.http.bind, config.http.port,
+                                           [&ready] { return ready.load(); });
+    try {
+      ops->start();
+    } catch (const std::exception& e) {
+      spdlog::critical("counterlink.start_failed error=\"{}\"", e.what());
+      return 1;
+    }
+    spdlog::info("counterlink.listening name=http port={}", ops->port());
+  }
+  for (const auto& l : gw.listeners()) {
+    // One line per listener that scripts (and tests) can parse for port 0.
+    spdlog::info("counterlink.listening name={} port={}", l.name, l.port);
+  }
+  ready = true;
+  spdlog::info("counterlink.ready");
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("counterlink.stopping signal={}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  ready = false;
+  gw.stop();
+  if (ops) ops->stop();
+  return 0;
+}
+
+}  // namespace counterlink::cli
