@@ -1,16 +1,18 @@
 // Plain TCP transport: a thin, non-blocking wrapper over recv()/send().
-#include <sys/socket.h>
-#include <sys/types.h>
-
 #include <cerrno>
 #include <memory>
+
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include "transport.h"
 
 namespace counterlink::gateway {
 namespace {
 
-bool is_would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
+bool is_would_block(int err) {
+  return err == EAGAIN || err == EWOULDBLOCK;
+}
 
 class TcpTransport final : public Transport {
  public:
@@ -52,6 +54,8 @@ class TcpTransport final : public Transport {
 
 }  // namespace
 
-std::unique_ptr<Transport> make_tcp_transport(int fd) { return std::make_unique<TcpTransport>(fd); }
+std::unique_ptr<Transport> make_tcp_transport(int fd) {
+  return std::make_unique<TcpTransport>(fd);
+}
 
 }  // namespace counterlink::gateway

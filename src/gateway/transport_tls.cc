@@ -3,14 +3,6 @@
 // Memory: the context sets SSL_MODE_RELEASE_BUFFERS, so an idle connection
 // holds no record buffers; this transport keeps a plaintext copy only while a
 // write is blocked mid-record (at most one record, 16 KiB).
-#include <openssl/bio.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include <sys/socket.h>
-#include <sys/types.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <climits>
@@ -18,6 +10,14 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include "transport.h"
 
@@ -53,7 +53,9 @@ std::string take_openssl_errors() {
 
 // Refuses passphrase prompts: without this OpenSSL would read a passphrase for
 // an encrypted key from the terminal and block start-up.
-int refuse_passphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*userdata*/) { return 0; }
+int refuse_passphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*userdata*/) {
+  return 0;
+}
 
 // --- Socket BIO ------------------------------------------------------------
 // OpenSSL's own socket BIO writes with write(), which raises SIGPIPE when the
@@ -61,7 +63,9 @@ int refuse_passphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*userd
 // transport), so the gateway need not rely on SIGPIPE being ignored. The fd
 // is stored in the BIO's data pointer and is never closed by the BIO.
 
-int bio_fd(BIO* bio) { return static_cast<int>(reinterpret_cast<intptr_t>(BIO_get_data(bio))); }
+int bio_fd(BIO* bio) {
+  return static_cast<int>(reinterpret_cast<intptr_t>(BIO_get_data(bio)));
+}
 
 int socket_bio_write(BIO* bio, const char* data, int len) {
   BIO_clear_retry_flags(bio);
@@ -114,8 +118,8 @@ const BIO_METHOD* socket_bio_method() {
   static BIO_METHOD* const method = [] {
     const int index = BIO_get_new_index();
     if (index == -1) return static_cast<BIO_METHOD*>(nullptr);
-    BIO_METHOD* m = BIO_meth_new(index | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
-                                 "counterlink socket");
+    BIO_METHOD* m =
+        BIO_meth_new(index | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "counterlink socket");
     if (m == nullptr) return m;
     BIO_meth_set_write(m, socket_bio_write);
     BIO_meth_set_read(m, socket_bio_read);
@@ -268,7 +272,8 @@ class TlsTransport final : public Transport {
       const X509_NAME_ENTRY* entry = X509_NAME_get_entry(subject, index);
       unsigned char* utf8 = nullptr;
       const int size = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(entry));
-      if (size > 0) out.common_name.assign(reinterpret_cast<char*>(utf8), static_cast<size_t>(size));
+      if (size > 0)
+        out.common_name.assign(reinterpret_cast<char*>(utf8), static_cast<size_t>(size));
       OPENSSL_free(utf8);
     }
     unsigned char digest[EVP_MAX_MD_SIZE];
@@ -360,7 +365,7 @@ class TlsTransport final : public Transport {
 TlsContext::TlsContext(const TlsConfig& config) {
   ERR_clear_error();
   std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_server_method()),
-                                                         &SSL_CTX_free);
+                                                        &SSL_CTX_free);
   if (!ctx) throw_config_error("cannot create a server context", "OpenSSL is out of memory");
   SSL_CTX* c = ctx.get();
 
@@ -393,17 +398,23 @@ TlsContext::TlsContext(const TlsConfig& config) {
                        "cert_file must be a readable PEM file holding the server certificate "
                        "first, then any intermediate CA certificates");
   }
+  const auto throw_key_mismatch = [&] {
+    throw_config_error(
+        "the private key in '" + key_file + "' does not match the certificate in '" + cert_file +
+            "'",
+        "cert_file and key_file must be the two halves of one key pair; the first certificate "
+        "in cert_file must be the server's own");
+  };
   if (SSL_CTX_use_PrivateKey_file(c, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // Loading already compares the key with the certificate.
+    const unsigned long code = ERR_peek_last_error();
+    if (ERR_GET_LIB(code) == ERR_LIB_X509 && ERR_GET_REASON(code) == X509_R_KEY_VALUES_MISMATCH) {
+      throw_key_mismatch();
+    }
     throw_config_error("cannot load the private key from '" + key_file + "'",
                        "key_file must be a readable, unencrypted PEM private key");
   }
-  if (SSL_CTX_check_private_key(c) != 1) {
-    throw_config_error(
-        "the private key in '" + key_file + "' does not match the certificate in '" +
-            cert_file + "'",
-        "cert_file and key_file must be the two halves of one key pair; the first certificate "
-        "in cert_file must be the server's own");
-  }
+  if (SSL_CTX_check_private_key(c) != 1) throw_key_mismatch();
   if (!config.ca_file.empty()) {
     if (SSL_CTX_load_verify_locations(c, config.ca_file.c_str(), nullptr) != 1) {
       throw_config_error("cannot load CA certificates from '" + config.ca_file + "'",
@@ -431,7 +442,9 @@ TlsContext::TlsContext(const TlsConfig& config) {
   ctx_ = ctx.release();
 }
 
-TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+TlsContext::~TlsContext() {
+  SSL_CTX_free(ctx_);
+}
 
 std::unique_ptr<Transport> make_tls_transport(int fd, const TlsContext& context) {
   return std::make_unique<TlsTransport>(fd, context.native());

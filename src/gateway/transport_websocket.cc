@@ -6,8 +6,6 @@
 // would exceed the ~1.5 KiB budget for an idle connection. The format is
 // small: the decoder below unmasks payload in place in the caller's buffer,
 // so an idle, upgraded connection owns no heap buffers at all.
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -15,6 +13,8 @@
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include <openssl/evp.h>
 
 #include "transport.h"
 
@@ -29,7 +29,7 @@ constexpr size_t kWriteStaging = 16 * 1024;   // stack buffer: frame header + fi
 // allows answering only the most recent ping).
 constexpr size_t kPongBacklogLimit = 4 * 1024;
 constexpr size_t kMaxControlPayload = 125;
-constexpr std::string_view kAcceptGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC11B85";
+constexpr std::string_view kAcceptGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";  // RFC 6455 1.3
 
 constexpr uint8_t kOpContinuation = 0x0;
 constexpr uint8_t kOpText = 0x1;
@@ -43,7 +43,9 @@ constexpr uint16_t kCloseProtocolError = 1002;
 constexpr uint16_t kCloseUnsupportedData = 1003;
 constexpr uint16_t kCloseMessageTooBig = 1009;
 
-bool is_control(uint8_t opcode) { return (opcode & 0x8) != 0; }
+bool is_control(uint8_t opcode) {
+  return (opcode & 0x8) != 0;
+}
 
 // Close codes a peer may send (RFC 6455 7.4): the defined ones that are not
 // reserved for local use, and the registered/private ranges.
@@ -52,9 +54,13 @@ bool is_valid_close_code(uint16_t code) {
   return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011);
 }
 
-void release(std::string& s) { std::string().swap(s); }
+void release(std::string& s) {
+  std::string().swap(s);
+}
 
-char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+char ascii_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -65,8 +71,10 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -124,7 +132,8 @@ size_t encode_header(uint8_t opcode, uint64_t len, char* out) {
     return 4;
   }
   out[1] = 127;
-  for (int i = 0; i < 8; ++i) out[2 + i] = static_cast<char>(len >> (56 - 8 * i));
+  for (int i = 0; i < 8; ++i)
+    out[2 + i] = static_cast<char>(len >> (56 - 8 * i));
   return 10;
 }
 
@@ -134,7 +143,8 @@ void unmask_move(char* dst, const char* src, size_t len, const uint8_t mask[4], 
   size_t i = 0;
   if (len >= 16) {
     uint8_t rotated[8];
-    for (size_t k = 0; k < 8; ++k) rotated[k] = mask[(offset + k) & 3];
+    for (size_t k = 0; k < 8; ++k)
+      rotated[k] = mask[(offset + k) & 3];
     uint64_t m;
     std::memcpy(&m, rotated, sizeof m);
     for (; i + 8 <= len; i += 8) {
@@ -144,7 +154,8 @@ void unmask_move(char* dst, const char* src, size_t len, const uint8_t mask[4], 
       std::memcpy(dst + i, &w, sizeof w);
     }
   }
-  for (; i < len; ++i) dst[i] = static_cast<char>(src[i] ^ mask[(offset + i) & 3]);
+  for (; i < len; ++i)
+    dst[i] = static_cast<char>(src[i] ^ mask[(offset + i) & 3]);
   offset = static_cast<uint8_t>((offset + len) & 3);
 }
 
@@ -513,7 +524,8 @@ bool WebSocketTransport::begin_payload() {
     pos = 4;
   } else if (len7 == 127) {
     len = 0;
-    for (size_t i = 0; i < 8; ++i) len = (len << 8) | header_[2 + i];
+    for (size_t i = 0; i < 8; ++i)
+      len = (len << 8) | header_[2 + i];
     pos = 10;
     if ((len >> 63) != 0) {  // the most significant bit must be 0
       fail(kCloseProtocolError);

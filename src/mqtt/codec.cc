@@ -5,6 +5,8 @@
 // are Malformed Packet (0x81); well-formed values that a rule forbids (a zero
 // packet identifier, a duplicated property, an out-of-range property value)
 // are Protocol Error (0x82). The 3.1.1 server closes the connection for both.
+#include "counterlink/mqtt/codec.h"
+
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -12,8 +14,8 @@
 #include <utility>
 #include <variant>
 
-#include "counterlink/mqtt/codec.h"
 #include "counterlink/mqtt/topic.h"
+
 #include "wire.h"
 
 namespace counterlink::mqtt {
@@ -30,7 +32,8 @@ namespace {
 class ReasonSet {
  public:
   constexpr ReasonSet(std::initializer_list<uint8_t> codes) {
-    for (uint8_t code : codes) words_[code >> 6] |= uint64_t{1} << (code & 63);
+    for (uint8_t code : codes)
+      words_[code >> 6] |= uint64_t{1} << (code & 63);
   }
   constexpr bool contains(uint8_t code) const {
     return ((words_[code >> 6] >> (code & 63)) & 1) != 0;
@@ -63,7 +66,8 @@ std::string hex_byte(uint8_t value) {
 bool read_reason(Reader& reader, const DecodeContext& ctx, const ReasonSet& allowed,
                  ReasonCode& out) {
   uint8_t code;
-  if (!reader.read_u8(code)) return ctx.fail(ReasonCode::kMalformedPacket, "Reason Code", kTruncated);
+  if (!reader.read_u8(code))
+    return ctx.fail(ReasonCode::kMalformedPacket, "Reason Code", kTruncated);
   if (!allowed.contains(code)) {
     return ctx.fail(ReasonCode::kMalformedPacket, "Reason Code ",
                     hex_byte(code) + " is not valid for this packet");
@@ -133,9 +137,9 @@ bool decode_connect(Reader& reader, DecodeContext& ctx, Packet& out) {
   // the combination with the name is refused.
   if (level >= 3 && level <= 5) ctx.error.connect_version = static_cast<Version>(level);
   if (!(mqtt && (level == 4 || level == 5)) && !(mqisdp && level == 3)) {
-    return ctx.fail(ReasonCode::kUnsupportedProtocolVersion, "Protocol Level ",
-                    std::to_string(level) + " is not supported with Protocol Name " +
-                        std::string(name));
+    return ctx.fail(
+        ReasonCode::kUnsupportedProtocolVersion, "Protocol Level ",
+        std::to_string(level) + " is not supported with Protocol Name " + std::string(name));
   }
   ctx.v5 = level == 5;
 
@@ -362,7 +366,8 @@ bool decode_suback(Reader& reader, const DecodeContext& ctx, Packet& out) {
     uint8_t code = 0;
     reader.read_u8(code);
     if (code > 2 && code != 0x80) {
-      return ctx.fail(ReasonCode::kMalformedPacket, "Return Code ", hex_byte(code) + " is reserved");
+      return ctx.fail(ReasonCode::kMalformedPacket, "Return Code ",
+                      hex_byte(code) + " is reserved");
     }
     suback.reasons.push_back(code == 0x80 ? ReasonCode::kUnspecifiedError
                                           : static_cast<ReasonCode>(code));
@@ -442,9 +447,19 @@ bool decode_body(Reader& reader, DecodeContext& ctx, uint8_t flags, Packet& out)
     case PacketType::kDisconnect:
       return decode_reason_and_properties<Disconnect>(reader, ctx, kDisconnectReasons,
                                                       PropertyScope::kDisconnect, out);
-    case PacketType::kAuth:
-      return decode_reason_and_properties<Auth>(reader, ctx, kAuthReasons, PropertyScope::kAuth,
-                                                out);
+    case PacketType::kAuth: {
+      if (!decode_reason_and_properties<Auth>(reader, ctx, kAuthReasons, PropertyScope::kAuth,
+                                              out)) {
+        return false;
+      }
+      // Section 3.15.2.2.2: continuing or restarting an exchange names its
+      // method. (A Success AUTH may be compact, hence without one.)
+      const Auth& auth = std::get<Auth>(out);
+      if (auth.reason != ReasonCode::kSuccess && !auth.properties.authentication_method) {
+        return ctx.fail(ReasonCode::kProtocolError, "Authentication Method is missing");
+      }
+      return true;
+    }
   }
   return false;  // unreachable: type 0 is rejected before dispatch
 }
@@ -538,8 +553,8 @@ DecodeStatus decode(const FrameHeader& header, std::string_view packet, Version 
   Reader reader(packet.substr(header.header_size));
   if (!decode_body(reader, ctx, flags, out)) return DecodeStatus::kError;
   if (!reader.at_end()) {
-    ctx.fail(ReasonCode::kMalformedPacket, "unexpected bytes after the end of the packet: ",
-             std::to_string(reader.remaining()));
+    ctx.fail(ReasonCode::kMalformedPacket,
+             "unexpected bytes after the end of the packet: ", std::to_string(reader.remaining()));
     return DecodeStatus::kError;
   }
   return DecodeStatus::kOk;

@@ -13,6 +13,7 @@
 #include <variant>
 
 #include "counterlink/mqtt/codec.h"
+
 #include "wire.h"
 
 namespace counterlink::mqtt {
@@ -101,7 +102,8 @@ void put_body(const Connack& connack, Version version, Sink& sink) {
 template <class Sink>
 void put_body(const Ack& ack, Version version, Sink& sink) {
   sink.u16(ack.packet_id);
-  const size_t properties = property_body(ack.properties, PropertyScope::kAck, version == Version::kV5);
+  const size_t properties =
+      property_body(ack.properties, PropertyScope::kAck, version == Version::kV5);
   if (version != Version::kV5 || (ack.reason == ReasonCode::kSuccess && properties == 0)) return;
   sink.u8(static_cast<uint8_t>(ack.reason));
   if (properties != 0) sink.properties(ack.properties, PropertyScope::kAck, properties);
@@ -144,11 +146,12 @@ template <class Sink>
 void put_body(const Unsubscribe& unsubscribe, Version version, Sink& sink) {
   sink.u16(unsubscribe.packet_id);
   if (version == Version::kV5) {
-    sink.properties(unsubscribe.properties, PropertyScope::kUnsubscribe,
-                    wire::properties_body_size(unsubscribe.properties,
-                                               PropertyScope::kUnsubscribe));
+    sink.properties(
+        unsubscribe.properties, PropertyScope::kUnsubscribe,
+        wire::properties_body_size(unsubscribe.properties, PropertyScope::kUnsubscribe));
   }
-  for (const std::string& filter : unsubscribe.filters) sink.prefixed(filter);
+  for (const std::string& filter : unsubscribe.filters)
+    sink.prefixed(filter);
 }
 
 template <class Sink>
@@ -158,7 +161,8 @@ void put_body(const Unsuback& unsuback, Version version, Sink& sink) {
   if (version != Version::kV5) return;
   sink.properties(unsuback.properties, PropertyScope::kAck,
                   wire::properties_body_size(unsuback.properties, PropertyScope::kAck));
-  for (ReasonCode reason : unsuback.reasons) sink.u8(static_cast<uint8_t>(reason));
+  for (ReasonCode reason : unsuback.reasons)
+    sink.u8(static_cast<uint8_t>(reason));
 }
 
 template <class Sink>
@@ -170,8 +174,7 @@ void put_body(const Pingresp&, Version, Sink&) {}
 // DISCONNECT and AUTH: in 5.0 the reason and properties are omitted when they
 // say nothing; before 5.0 the body is always empty.
 template <class Sink, class T>
-void put_reason_and_properties(const T& packet, Version version, PropertyScope scope,
-                               Sink& sink) {
+void put_reason_and_properties(const T& packet, Version version, PropertyScope scope, Sink& sink) {
   if (version != Version::kV5) return;
   const size_t properties = wire::properties_body_size(packet.properties, scope);
   if (packet.reason == ReasonCode::kSuccess && properties == 0) return;
@@ -277,8 +280,8 @@ void encode(const PublishRef& publish, Version version, std::string& out,
 
 void encode(const Packet& packet, Version version, std::string& out) {
   if (const Publish* publish = std::get_if<Publish>(&packet)) {
-    const PublishRef ref{publish->topic,  publish->payload,   publish->qos,        publish->retain,
-                         publish->dup,    publish->packet_id, &publish->properties};
+    const PublishRef ref{publish->topic, publish->payload,   publish->qos,        publish->retain,
+                         publish->dup,   publish->packet_id, &publish->properties};
     encode(ref, version, out);
     return;
   }

@@ -148,18 +148,42 @@ namespace {
 
 // One overload per alternative, so adding an alternative without a type is a
 // compile error rather than a silent mislabel.
-PacketType type_for(const Connect&) { return PacketType::kConnect; }
-PacketType type_for(const Connack&) { return PacketType::kConnack; }
-PacketType type_for(const Publish&) { return PacketType::kPublish; }
-PacketType type_for(const Ack& ack) { return ack.type; }
-PacketType type_for(const Subscribe&) { return PacketType::kSubscribe; }
-PacketType type_for(const Suback&) { return PacketType::kSuback; }
-PacketType type_for(const Unsubscribe&) { return PacketType::kUnsubscribe; }
-PacketType type_for(const Unsuback&) { return PacketType::kUnsuback; }
-PacketType type_for(const Pingreq&) { return PacketType::kPingreq; }
-PacketType type_for(const Pingresp&) { return PacketType::kPingresp; }
-PacketType type_for(const Disconnect&) { return PacketType::kDisconnect; }
-PacketType type_for(const Auth&) { return PacketType::kAuth; }
+PacketType type_for(const Connect&) {
+  return PacketType::kConnect;
+}
+PacketType type_for(const Connack&) {
+  return PacketType::kConnack;
+}
+PacketType type_for(const Publish&) {
+  return PacketType::kPublish;
+}
+PacketType type_for(const Ack& ack) {
+  return ack.type;
+}
+PacketType type_for(const Subscribe&) {
+  return PacketType::kSubscribe;
+}
+PacketType type_for(const Suback&) {
+  return PacketType::kSuback;
+}
+PacketType type_for(const Unsubscribe&) {
+  return PacketType::kUnsubscribe;
+}
+PacketType type_for(const Unsuback&) {
+  return PacketType::kUnsuback;
+}
+PacketType type_for(const Pingreq&) {
+  return PacketType::kPingreq;
+}
+PacketType type_for(const Pingresp&) {
+  return PacketType::kPingresp;
+}
+PacketType type_for(const Disconnect&) {
+  return PacketType::kDisconnect;
+}
+PacketType type_for(const Auth&) {
+  return PacketType::kAuth;
+}
 
 }  // namespace
 

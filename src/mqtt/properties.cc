@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "counterlink/mqtt/topic.h"
+
 #include "wire.h"
 
 namespace counterlink::mqtt::wire {
@@ -17,7 +18,8 @@ namespace {
 
 constexpr uint64_t bits(std::initializer_list<PropertyId> ids) {
   uint64_t mask = 0;
-  for (PropertyId id : ids) mask |= uint64_t{1} << id;
+  for (PropertyId id : ids)
+    mask |= uint64_t{1} << id;
   return mask;
 }
 
@@ -115,7 +117,6 @@ const char* property_name(uint32_t id) {
   }
   return nullptr;
 }
-
 
 // Reads one property value into `out`, applying the range rules of section
 // 2.2.2.2. Kept as a class so each value kind is one short function and the

@@ -13,9 +13,13 @@ constexpr uint64_t kLowBits = 0x0101010101010101ull;
 // True if any byte of `word` is zero (the classic borrow trick: a byte only
 // borrows into its high bit when it was zero, and `~word` excludes bytes that
 // already had the high bit set).
-constexpr bool has_zero_byte(uint64_t word) { return ((word - kLowBits) & ~word & kHighBits) != 0; }
+constexpr bool has_zero_byte(uint64_t word) {
+  return ((word - kLowBits) & ~word & kHighBits) != 0;
+}
 
-bool is_continuation(unsigned char c) { return (c & 0xC0) == 0x80; }
+bool is_continuation(unsigned char c) {
+  return (c & 0xC0) == 0x80;
+}
 
 }  // namespace
 
