@@ -60,18 +60,24 @@ int refuse_passphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*userd
 // --- Socket BIO ------------------------------------------------------------
 // OpenSSL's own socket BIO writes with write(), which raises SIGPIPE when the
 // peer has gone away. This one sends with MSG_NOSIGNAL (like the TCP
-// transport), so the gateway need not rely on SIGPIPE being ignored. The fd
-// is stored in the BIO's data pointer and is never closed by the BIO.
+// transport), so the gateway need not rely on SIGPIPE being ignored. It can
+// also refuse reads for a while (see TlsTransport::flush). The socket is never
+// closed by the BIO.
 
-int bio_fd(BIO* bio) {
-  return static_cast<int>(reinterpret_cast<intptr_t>(BIO_get_data(bio)));
+struct SocketBioState {
+  int fd = -1;
+  bool reads_blocked = false;  // report "would block" without touching the socket
+};
+
+SocketBioState& bio_state(BIO* bio) {
+  return *static_cast<SocketBioState*>(BIO_get_data(bio));
 }
 
 int socket_bio_write(BIO* bio, const char* data, int len) {
   BIO_clear_retry_flags(bio);
   if (len <= 0) return 0;
   for (;;) {
-    const ssize_t n = ::send(bio_fd(bio), data, static_cast<size_t>(len), MSG_NOSIGNAL);
+    const ssize_t n = ::send(bio_state(bio).fd, data, static_cast<size_t>(len), MSG_NOSIGNAL);
     if (n >= 0) return static_cast<int>(n);
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_write(bio);
@@ -82,8 +88,13 @@ int socket_bio_write(BIO* bio, const char* data, int len) {
 int socket_bio_read(BIO* bio, char* buf, int len) {
   BIO_clear_retry_flags(bio);
   if (len <= 0) return 0;
+  SocketBioState& state = bio_state(bio);
+  if (state.reads_blocked) {
+    BIO_set_retry_read(bio);
+    return -1;
+  }
   for (;;) {
-    const ssize_t n = ::recv(bio_fd(bio), buf, static_cast<size_t>(len), 0);
+    const ssize_t n = ::recv(state.fd, buf, static_cast<size_t>(len), 0);
     if (n > 0) return static_cast<int>(n);
     if (n == 0) {
       // OpenSSL asks BIO_eof() to tell a peer's EOF from a transient zero.
@@ -135,6 +146,7 @@ const BIO_METHOD* socket_bio_method() {
 class TlsTransport final : public Transport {
  public:
   TlsTransport(int fd, SSL_CTX* ctx) {
+    bio_state_.fd = fd;
     ERR_clear_error();
     const BIO_METHOD* method = socket_bio_method();
     ssl_ = method != nullptr ? SSL_new(ctx) : nullptr;
@@ -146,8 +158,8 @@ class TlsTransport final : public Transport {
       ERR_clear_error();
       return;
     }
-    BIO_set_data(bio, reinterpret_cast<void*>(static_cast<intptr_t>(fd)));
-    SSL_set_bio(ssl_, bio, bio);  // one BIO both ways: SSL takes the single reference
+    BIO_set_data(bio, &bio_state_);  // the transport outlives its SSL and BIO
+    SSL_set_bio(ssl_, bio, bio);     // one BIO both ways: SSL takes the single reference
     SSL_set_accept_state(ssl_);
   }
 
@@ -218,11 +230,15 @@ class TlsTransport final : public Transport {
       }
       if (r.status != IoStatus::kOk) return fail();
     } else if (want_write_ && !closed_) {
-      // SSL_peek resumes OpenSSL's pending write without consuming
-      // application data; decrypted bytes stay for the next read().
+      // A read() stopped because OpenSSL had to write (e.g. answering a TLS
+      // 1.3 KeyUpdate). SSL_peek resumes that write. Socket reads are blocked
+      // meanwhile: a record pulled in here would sit decrypted inside OpenSSL,
+      // invisible to the event loop, which only watches the socket.
       char byte;
       ERR_clear_error();
+      bio_state_.reads_blocked = true;
       const int n = SSL_peek(ssl_, &byte, 1);
+      bio_state_.reads_blocked = false;
       if (n > 0) {
         want_write_ = false;
       } else {
@@ -352,6 +368,7 @@ class TlsTransport final : public Transport {
   }
 
   SSL* ssl_ = nullptr;
+  SocketBioState bio_state_;
   std::string pending_;  // plaintext of a record OpenSSL has half sent
   bool handshake_done_ = false;
   bool want_write_ = false;  // the last handshake/read step needs a writable socket

@@ -170,7 +170,12 @@ class WebSocketTransport final : public Transport {
   IoResult read(char* buf, size_t len) override;
   IoResult write(const char* data, size_t len) override;
   IoResult flush() override;
-  bool wants_write() const override { return has_output() || inner_->wants_write(); }
+  // Also true while a close or failure decoded together with payload has not
+  // been reported by read() yet: flush() then reports it. The event loop
+  // watches the socket, which may hold nothing more to wake a read() for it.
+  bool wants_write() const override {
+    return has_output() || inner_->wants_write() || (ended() && !end_reported_);
+  }
   void close_gracefully() override;
   std::optional<PeerCertificate> peer_certificate() const override {
     return inner_->peer_certificate();
@@ -202,6 +207,11 @@ class WebSocketTransport final : public Transport {
   void fail(uint16_t close_code);
   IoResult drain_output();
   bool has_output() const { return out_sent_ < out_.size() || has_pending_pong_; }
+  bool ended() const { return state_ == State::kClosed || state_ == State::kFailed; }
+  IoResult report_end() {
+    end_reported_ = true;
+    return {state_ == State::kClosed ? IoStatus::kClosed : IoStatus::kError, 0};
+  }
 
   std::unique_ptr<Transport> inner_;
   std::string path_;          // released once the upgrade is answered
@@ -222,6 +232,7 @@ class WebSocketTransport final : public Transport {
   bool fragmented_ = false;  // a binary message is open: continuations expected
   bool close_sent_ = false;
   bool has_pending_pong_ = false;
+  bool end_reported_ = false;  // read() or flush() has returned kClosed/kError
   const bool secure_;
   State state_ = State::kUpgrading;
 };
@@ -232,11 +243,13 @@ IoResult WebSocketTransport::read(char* buf, size_t len) {
   if (len == 0) return {IoStatus::kWouldBlock, 0};
   if (state_ == State::kUpgrading) {
     const IoResult r = read_upgrade();
-    if (r.status != IoStatus::kOk) return r;
+    if (r.status != IoStatus::kOk) {
+      if (ended()) end_reported_ = true;
+      return r;
+    }
   }
   for (;;) {
-    if (state_ == State::kFailed) return {IoStatus::kError, 0};
-    if (state_ == State::kClosed) return {IoStatus::kClosed, 0};
+    if (ended()) return report_end();
 
     size_t n = 0;
     if (in_consumed_ < in_.size()) {  // frame bytes that arrived with the request head
@@ -249,9 +262,10 @@ IoResult WebSocketTransport::read(char* buf, size_t len) {
       }
     } else {
       const IoResult r = inner_->read(buf, len);
+      if (r.status == IoStatus::kWouldBlock) return r;
       if (r.status == IoStatus::kClosed) state_ = State::kClosed;
       if (r.status == IoStatus::kError) state_ = State::kFailed;
-      if (r.status != IoStatus::kOk) return r;
+      if (r.status != IoStatus::kOk) continue;  // reported at the top of the loop
       n = r.bytes;
     }
 
@@ -694,10 +708,18 @@ IoResult WebSocketTransport::write(const char* data, size_t len) {
   return {IoStatus::kOk, len};
 }
 
+// Before the upgrade this only drives the inner transport (TLS handshake).
+// Once the connection has ended, it sends what is queued (the close reply)
+// and then reports kClosed/kError.
 IoResult WebSocketTransport::flush() {
-  if (state_ == State::kFailed) return {IoStatus::kError, 0};
-  // Before the upgrade this only drives the inner transport (TLS handshake).
-  return drain_output();
+  if (state_ == State::kFailed) return report_end();
+  const IoResult r = drain_output();
+  if (r.status == IoStatus::kError) {
+    state_ = State::kFailed;
+    return report_end();
+  }
+  if (r.status == IoStatus::kOk && state_ == State::kClosed) return report_end();
+  return r;
 }
 
 // Sends a close frame (1000) after any queued frames, then closes the inner
@@ -708,6 +730,7 @@ void WebSocketTransport::close_gracefully() {
     drain_output();
   }
   if (state_ == State::kOpen || state_ == State::kUpgrading) state_ = State::kClosed;
+  end_reported_ = true;  // the caller is closing: nothing left to report
   inner_->close_gracefully();
 }
 

@@ -32,6 +32,13 @@ size_t slow_consumer_bytes(const GatewayConfig& config) {
   return std::max<size_t>(4 * 1024 * 1024, 2 * size_t{config.max_packet_size});
 }
 
+// Frames are streamed, not buffered, so a large limit costs no memory; a
+// client may legally batch several MQTT packets into one frame.
+uint32_t websocket_frame_limit(const GatewayConfig& config) {
+  return static_cast<uint32_t>(std::min<uint64_t>(0xFFFFFFFFu,
+                                                  std::max<uint64_t>(16u << 20, 4ull * config.max_packet_size)));
+}
+
 std::string format_address(const sockaddr_storage& addr) {
   char host[INET6_ADDRSTRLEN] = {0};
   uint16_t port = 0;
@@ -205,11 +212,11 @@ void Worker::accept_ready(ListenerHandler& listener) {
       case ListenerKind::kTls: transport = make_tls_transport(fd, *listener.tls()); break;
       case ListenerKind::kWebSocket:
         transport = make_websocket_transport(make_tcp_transport(fd), lc.ws_path,
-                                             cfg.max_packet_size + 16);
+                                             websocket_frame_limit(cfg));
         break;
       case ListenerKind::kWebSocketTls:
         transport = make_websocket_transport(make_tls_transport(fd, *listener.tls()), lc.ws_path,
-                                             cfg.max_packet_size + 16);
+                                             websocket_frame_limit(cfg));
         break;
     }
     auto* conn = new Connection(this, fd, std::move(transport), format_address(addr), lc.name,

@@ -554,6 +554,16 @@ TEST(TlsTransport, RoundTripsBytesBothWays) {
   EXPECT_FALSE(tls->peer_certificate().has_value());  // no client verification configured
 }
 
+TEST(TlsTransport, FlushIsOkWhileHandshakeWaitsForThePeer) {
+  auto pair = make_socket_pair();
+  TlsContext context(server_config());
+  auto tls = make_tls_transport(pair->server, context);
+  // Nothing to send yet: kWouldBlock here would make a caller wait for
+  // writability, which is immediate, and spin.
+  EXPECT_EQ(tls->flush().status, IoStatus::kOk);
+  EXPECT_FALSE(tls->wants_write());
+}
+
 TEST(TlsTransport, HandshakeFailsOnPlainTextClientWithoutHang) {
   auto pair = make_socket_pair();
   TlsContext context(server_config());
@@ -1110,6 +1120,37 @@ TEST_F(WebSocketTransportTest, AnswersCloseAndReportsClosed) {
   char buf[8];
   EXPECT_EQ(ws_->read(buf, sizeof buf).status, IoStatus::kClosed);
   EXPECT_EQ(ws_->write("x", 1).status, IoStatus::kError);
+}
+
+TEST_F(WebSocketTransportTest, CloseDecodedWithPayloadIsReportedThroughFlush) {
+  upgrade();
+  send_all(pair_->client, client_frame(kFin | kOpBinary, "final") +
+                              client_frame(kFin | kOpClose, close_payload(1000)));
+  char buf[4096];
+  const IoResult r = ws_->read(buf, sizeof buf);
+  ASSERT_EQ(r.status, IoStatus::kOk);
+  EXPECT_EQ(std::string(buf, r.bytes), "final");
+  // The socket holds nothing more to wake a read, so the ending shows up as
+  // wanting a flush, which reports it.
+  EXPECT_TRUE(ws_->wants_write());
+  EXPECT_EQ(ws_->flush().status, IoStatus::kClosed);
+  EXPECT_FALSE(ws_->wants_write());
+  const std::vector<Frame> frames = server_frames();
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].close_code(), 1000);
+}
+
+TEST_F(WebSocketTransportTest, ProtocolErrorDecodedWithPayloadIsReportedThroughFlush) {
+  upgrade();
+  send_all(pair_->client,
+           client_frame(kFin | kOpBinary, "valid") + client_frame(kFin | kOpText, "text"));
+  char buf[4096];
+  const IoResult r = ws_->read(buf, sizeof buf);
+  ASSERT_EQ(r.status, IoStatus::kOk);
+  EXPECT_EQ(std::string(buf, r.bytes), "valid");
+  EXPECT_TRUE(ws_->wants_write());
+  EXPECT_EQ(ws_->flush().status, IoStatus::kError);
+  EXPECT_EQ(ws_->read(buf, sizeof buf).status, IoStatus::kError);
 }
 
 TEST_F(WebSocketTransportTest, AnswersEmptyCloseWithEmptyClose) {
