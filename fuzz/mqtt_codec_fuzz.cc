@@ -23,12 +23,13 @@ namespace {
 
 using namespace counterlink::mqtt;
 
-#define FUZZ_CHECK(condition, detail)                                                     \
-  do {                                                                                   \
-    if (!(condition)) {                                                                  \
-      std::fprintf(stderr, "FUZZ_CHECK failed: %s (%s)\n", #condition, std::string(detail).c_str()); \
-      std::abort();                                                                      \
-    }                                                                                    \
+#define FUZZ_CHECK(condition, detail)                                  \
+  do {                                                                 \
+    if (!(condition)) {                                                \
+      std::fprintf(stderr, "FUZZ_CHECK failed: %s (%s)\n", #condition, \
+                   std::string(detail).c_str());                       \
+      std::abort();                                                    \
+    }                                                                  \
   } while (false)
 
 const char* version_name(Version version) {
@@ -68,7 +69,7 @@ bool reference_utf8(std::string_view s) {
       if ((byte & 0xC0) != 0x80) return false;
       code_point = code_point << 6 | (byte & 0x3F);
     }
-    if (code_point < minimum) return false;                            // overlong
+    if (code_point < minimum) return false;                          // overlong
     if (code_point >= 0xD800 && code_point <= 0xDFFF) return false;  // surrogate
     if (code_point > 0x10FFFF) return false;
     if (code_point == 0) return false;
@@ -191,7 +192,8 @@ void run_stream(std::string_view in, Version version) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view in(reinterpret_cast<const char*>(data), size);
-  for (Version version : {Version::kV31, Version::kV311, Version::kV5}) run_stream(in, version);
+  for (Version version : {Version::kV31, Version::kV311, Version::kV5})
+    run_stream(in, version);
   check_topic_functions(in);
   return 0;
 }

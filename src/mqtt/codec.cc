@@ -4,7 +4,10 @@
 // bytes that cannot be parsed, or break a "MUST" about the encoding itself,
 // are Malformed Packet (0x81); well-formed values that a rule forbids (a zero
 // packet identifier, a duplicated property, an out-of-range property value)
-// are Protocol Error (0x82). The 3.1.1 server closes the connection for both.
+// are Protocol Error (0x82). Two rules have their own codes: a wildcard in a
+// topic name is Topic Name Invalid (0x90), and a CONNECT whose protocol level
+// is not supported is Unsupported Protocol Version (0x84). A 3.1.1 server has
+// no reason codes and simply closes the connection for any of them.
 #include "counterlink/mqtt/codec.h"
 
 #include <cstdint>
@@ -32,8 +35,9 @@ namespace {
 class ReasonSet {
  public:
   constexpr ReasonSet(std::initializer_list<uint8_t> codes) {
-    for (uint8_t code : codes)
+    for (uint8_t code : codes) {
       words_[code >> 6] |= uint64_t{1} << (code & 63);
+    }
   }
   constexpr bool contains(uint8_t code) const {
     return ((words_[code >> 6] >> (code & 63)) & 1) != 0;
@@ -66,8 +70,9 @@ std::string hex_byte(uint8_t value) {
 bool read_reason(Reader& reader, const DecodeContext& ctx, const ReasonSet& allowed,
                  ReasonCode& out) {
   uint8_t code;
-  if (!reader.read_u8(code))
+  if (!reader.read_u8(code)) {
     return ctx.fail(ReasonCode::kMalformedPacket, "Reason Code", kTruncated);
+  }
   if (!allowed.contains(code)) {
     return ctx.fail(ReasonCode::kMalformedPacket, "Reason Code ",
                     hex_byte(code) + " is not valid for this packet");
@@ -102,9 +107,10 @@ bool read_packet_id(Reader& reader, const DecodeContext& ctx, uint16_t& out) {
   return true;
 }
 
-// A topic name carried by PUBLISH or a will. UTF-8 validity is the caller's.
-// An empty name is a protocol violation (MQTT-4.7.3-1) unless a topic alias
-// stands in for it, which only the caller knows.
+// A topic name carried by PUBLISH or a will; UTF-8 validity is checked by the
+// caller. An empty name breaks MQTT-4.7.3-1 unless a 5.0 Topic Alias stands in
+// for it (`alias_present`). Wildcards get Topic Name Invalid (0x90), the code
+// 5.0 servers answer a PUBLISH to a wildcard topic with.
 bool check_topic_name(std::string_view topic, const DecodeContext& ctx, std::string_view what,
                       bool alias_present) {
   if (topic.empty()) {
@@ -112,7 +118,7 @@ bool check_topic_name(std::string_view topic, const DecodeContext& ctx, std::str
     return ctx.fail(ctx.v5 ? ReasonCode::kProtocolError : ReasonCode::kMalformedPacket, what,
                     ctx.v5 ? " is empty and no Topic Alias is set" : " is empty");
   }
-  if (topic.find_first_of("+#") != std::string_view::npos) {
+  if (!is_valid_topic_name(topic)) {
     return ctx.fail(ReasonCode::kTopicNameInvalid, what, " contains a wildcard");
   }
   return true;

@@ -235,7 +235,7 @@ size_t publish_property_body(const PublishRef& publish, bool v5) {
 
 size_t write_varint(uint32_t value, std::string& out) {
   // Out-of-range values are a caller bug; masking keeps the output four bytes.
-  value &= 0x0FFF'FFFF;
+  value &= wire::kMaxVarint;
   char bytes[4];
   size_t size = 0;
   do {

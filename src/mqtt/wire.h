@@ -14,8 +14,6 @@ namespace counterlink::mqtt::wire {
 
 // Largest value a Variable Byte Integer can hold (four bytes of 7 bits).
 inline constexpr uint32_t kMaxVarint = 268'435'455;
-// Largest length a Two Byte Integer length prefix can describe.
-inline constexpr size_t kMaxString = 65'535;
 
 inline constexpr size_t varint_size(uint32_t value) {
   return value < 128u ? 1 : value < 16'384u ? 2 : value < 2'097'152u ? 3 : 4;
@@ -178,12 +176,6 @@ bool read_properties(Reader& reader, PropertyScope scope, Properties& out,
 
 // Bytes the properties allowed in `scope` occupy, without the Property Length.
 size_t properties_body_size(const Properties& properties, PropertyScope scope);
-
-// Size of the Property Length plus the properties allowed in `scope`.
-inline size_t properties_size(const Properties& properties, PropertyScope scope) {
-  const size_t body = properties_body_size(properties, scope);
-  return varint_size(static_cast<uint32_t>(body)) + body;
-}
 
 // Appends the Property Length and the properties allowed in `scope`;
 // `body_size` must be properties_body_size(properties, scope). Properties not

@@ -5,14 +5,15 @@
 #include <gtest/gtest.h>
 
 #include "counterlink/mqtt/codec.h"
+
 #include "test_util.h"
 
 namespace counterlink::mqtt {
 namespace {
 
 using test::As;
-using test::Frame;
 using test::DecodeBytes;
+using test::Frame;
 using test::RejectsWith;
 
 constexpr ReasonCode kMalformed = ReasonCode::kMalformedPacket;
@@ -81,11 +82,47 @@ TEST(Decode, RejectsTruncatedContentAsMalformed) {
   EXPECT_TRUE(RejectsWith(Frame(0x30, "00 05"), Version::kV311, kMalformed, "truncated"));
   EXPECT_TRUE(RejectsWith(Frame(0x32, "00 01 'a' 00"), Version::kV311, kMalformed, "truncated"));
   EXPECT_TRUE(RejectsWith(Frame(0x30, "00 01 'a'"), Version::kV5, kMalformed, "Property Length"));
-  EXPECT_TRUE(RejectsWith(Frame(0x10, "00 04 'MQTT' 04 02 00 3C 00 01"), Version::kV311,
-                          kMalformed, "Client Identifier is truncated"));
+  EXPECT_TRUE(RejectsWith(Frame(0x10, "00 04 'MQTT' 04 02 00 3C 00 01"), Version::kV311, kMalformed,
+                          "Client Identifier is truncated"));
   EXPECT_TRUE(RejectsWith(Frame(0x82, "00 01 00 01"), Version::kV311, kMalformed, "truncated"));
-  EXPECT_TRUE(
-      RejectsWith(Frame(0x82, "00 01 00 01 'a'"), Version::kV311, kMalformed, "Options"));
+  EXPECT_TRUE(RejectsWith(Frame(0x82, "00 01 00 01 'a'"), Version::kV311, kMalformed, "Options"));
+}
+
+// Packets whose every field is mandatory given the earlier ones: cutting the
+// body anywhere, with a consistent Remaining Length, must be an error.
+TEST(Decode, RejectsEveryTruncationOfAPacketWithoutOptionalTail) {
+  struct Case {
+    uint8_t first_byte;
+    const char* body;
+    Version version;
+  };
+  const Case cases[] = {
+      {0x10, "00 04 'MQTT' 04 EE 00 3C 00 02 'c1' 00 03 'w/t' 00 03 'bye' 00 01 'u' 00 01 'p'",
+       Version::kV311},
+      {0x10, "00 06 'MQIsdp' 03 C2 00 3C 00 01 'a' 00 01 'u' 00 01 'p'", Version::kV31},
+      {0x10, "00 04 'MQTT' 05 06 00 3C 05 11 00 00 00 0A 00 01 'a' 02 01 01 00 01 't' 00 01 'p'",
+       Version::kV5},
+      {0x20, "01 00", Version::kV311},
+      {0x20, "00 00 05 21 00 0A 24 01", Version::kV5},
+      {0x82, "00 01 00 03 'a/b' 01", Version::kV311},
+      {0x82, "00 01 02 0B 05 00 03 'a/b' 01", Version::kV5},
+      {0x90, "00 01 02", Version::kV311},
+      {0xA2, "00 01 00 03 'a/b'", Version::kV311},
+      {0xB0, "00 01", Version::kV311},
+      {0x40, "00 01", Version::kV311},
+  };
+  for (const Case& c : cases) {
+    const std::string body = test::Bytes(c.body);
+    ASSERT_EQ(DecodeBytes(Frame(c.first_byte, c.body), c.version).status, DecodeStatus::kOk)
+        << c.body;
+    for (size_t length = 0; length < body.size(); ++length) {
+      std::string frame(1, static_cast<char>(c.first_byte));
+      frame.push_back(static_cast<char>(length));
+      frame.append(body, 0, length);
+      EXPECT_EQ(DecodeBytes(frame, c.version).status, DecodeStatus::kError)
+          << c.body << " cut at " << length;
+    }
+  }
 }
 
 // -------------------------------------------------------------------- CONNECT
@@ -121,7 +158,8 @@ TEST(DecodeConnect, AcceptsEmptyClientIdentifier) {
 TEST(DecodeConnect, DecodesWillUserNameAndBinaryPassword) {
   // Flags EE: user name, password, will retain, will QoS 1, will, clean.
   const auto decoded = DecodeBytes(
-      Frame(0x10, "00 04 'MQTT' 04 EE 00 3C 00 02 'c1' 00 03 'w/t' 00 03 'bye' 00 01 'u' 00 03 "
+      Frame(0x10,
+            "00 04 'MQTT' 04 EE 00 3C 00 02 'c1' 00 03 'w/t' 00 03 'bye' 00 01 'u' 00 03 "
             "70 00 FF"),
       Version::kV311);
   const Connect& connect = As<Connect>(decoded);
@@ -186,9 +224,8 @@ TEST(DecodeConnect, RejectsWillQosOrRetainWithoutWillFlagAsMalformed) {
 }
 
 TEST(DecodeConnect, RejectsWillQos3AsMalformed) {
-  EXPECT_TRUE(
-      RejectsWith(Frame(0x10, "00 04 'MQTT' 04 1E 00 3C 00 01 'a' 00 01 't' 00 01 'p'"),
-                  Version::kV311, kMalformed, "Will QoS"));
+  EXPECT_TRUE(RejectsWith(Frame(0x10, "00 04 'MQTT' 04 1E 00 3C 00 01 'a' 00 01 't' 00 01 'p'"),
+                          Version::kV311, kMalformed, "Will QoS"));
 }
 
 TEST(DecodeConnect, RejectsPasswordWithoutUserNameBefore5AsMalformed) {
@@ -217,7 +254,8 @@ TEST(DecodeConnect, RejectsInvalidUtf8InStringsAsMalformed) {
 
 TEST(DecodeConnect, TreatsPasswordAndWillPayloadAsBinary) {
   const auto decoded = DecodeBytes(
-      Frame(0x10, "00 04 'MQTT' 04 C6 00 3C 00 01 'a' 00 01 't' 00 02 C0 80 00 01 'u' 00 02 C0 "
+      Frame(0x10,
+            "00 04 'MQTT' 04 C6 00 3C 00 01 'a' 00 01 't' 00 02 C0 80 00 01 'u' 00 02 C0 "
             "80"),
       Version::kV311);
   EXPECT_EQ(decoded.status, DecodeStatus::kOk) << decoded.error.message;
@@ -239,7 +277,8 @@ TEST(DecodeConnect, DecodesMqtt5PropertiesAndWillProperties) {
   // Properties: session expiry 60, receive maximum 10. Will properties: will
   // delay 5, content type "t".
   const auto decoded = DecodeBytes(
-      Frame(0x10, "00 04 'MQTT' 05 06 00 3C 08 11 00 00 00 3C 21 00 0A 00 01 'a' 09 18 00 00 00 "
+      Frame(0x10,
+            "00 04 'MQTT' 05 06 00 3C 08 11 00 00 00 3C 21 00 0A 00 01 'a' 09 18 00 00 00 "
             "05 03 00 01 't' 00 01 'w' 00 00"),
       Version::kV5);
   const Connect& connect = As<Connect>(decoded);
@@ -255,9 +294,9 @@ TEST(DecodeConnect, DecodesMqtt5PropertiesAndWillProperties) {
 
 TEST(DecodeConnect, RejectsPropertyNotAllowedInWillPropertiesAsMalformed) {
   // Topic Alias (0x23) is a PUBLISH property, not a will property.
-  EXPECT_TRUE(RejectsWith(
-      Frame(0x10, "00 04 'MQTT' 05 06 00 3C 00 00 01 'a' 03 23 00 01 00 01 'w' 00 00"),
-      Version::kV5, kMalformed, "Topic Alias"));
+  EXPECT_TRUE(
+      RejectsWith(Frame(0x10, "00 04 'MQTT' 05 06 00 3C 00 00 01 'a' 03 23 00 01 00 01 'w' 00 00"),
+                  Version::kV5, kMalformed, "Topic Alias"));
   // Session Expiry is a CONNECT property, not a will property.
   EXPECT_TRUE(RejectsWith(
       Frame(0x10, "00 04 'MQTT' 05 06 00 3C 00 00 01 'a' 05 11 00 00 00 01 00 01 'w' 00 00"),
@@ -265,8 +304,8 @@ TEST(DecodeConnect, RejectsPropertyNotAllowedInWillPropertiesAsMalformed) {
 }
 
 TEST(DecodeConnect, RejectsPropertyNotAllowedInConnectAsMalformed) {
-  EXPECT_TRUE(RejectsWith(Frame(0x10, "00 04 'MQTT' 05 02 00 3C 02 01 01 00 01 'a'"),
-                          Version::kV5, kMalformed, "Payload Format Indicator"));
+  EXPECT_TRUE(RejectsWith(Frame(0x10, "00 04 'MQTT' 05 02 00 3C 02 01 01 00 01 'a'"), Version::kV5,
+                          kMalformed, "Payload Format Indicator"));
 }
 
 // -------------------------------------------------------------------- CONNACK
@@ -329,12 +368,12 @@ TEST(DecodePublish, AcceptsEmptyPayload) {
 }
 
 TEST(DecodePublish, RejectsWildcardInTopicNameAsTopicNameInvalid) {
-  EXPECT_TRUE(RejectsWith(Frame(0x30, "00 03 'a/+'"), Version::kV311,
-                          ReasonCode::kTopicNameInvalid, "wildcard"));
+  EXPECT_TRUE(RejectsWith(Frame(0x30, "00 03 'a/+'"), Version::kV311, ReasonCode::kTopicNameInvalid,
+                          "wildcard"));
   EXPECT_TRUE(RejectsWith(Frame(0x30, "00 03 'a/#' 00"), Version::kV5,
                           ReasonCode::kTopicNameInvalid, "wildcard"));
-  EXPECT_TRUE(RejectsWith(Frame(0x30, "00 01 '#'"), Version::kV311,
-                          ReasonCode::kTopicNameInvalid, "wildcard"));
+  EXPECT_TRUE(RejectsWith(Frame(0x30, "00 01 '#'"), Version::kV311, ReasonCode::kTopicNameInvalid,
+                          "wildcard"));
 }
 
 TEST(DecodePublish, RejectsInvalidUtf8TopicAsMalformed) {
@@ -383,11 +422,10 @@ TEST(DecodePublish, ReusesAPublishAlreadyHeldByTheOutput) {
 // ----------------------------------------------------------------------- acks
 
 TEST(DecodeAck, DecodesEachAckTypeBefore5) {
-  for (const auto& [bytes, type] :
-       {std::pair{Frame(0x40, "00 01"), PacketType::kPuback},
-        std::pair{Frame(0x50, "00 01"), PacketType::kPubrec},
-        std::pair{Frame(0x62, "00 01"), PacketType::kPubrel},
-        std::pair{Frame(0x70, "00 01"), PacketType::kPubcomp}}) {
+  for (const auto& [bytes, type] : {std::pair{Frame(0x40, "00 01"), PacketType::kPuback},
+                                    std::pair{Frame(0x50, "00 01"), PacketType::kPubrec},
+                                    std::pair{Frame(0x62, "00 01"), PacketType::kPubrel},
+                                    std::pair{Frame(0x70, "00 01"), PacketType::kPubcomp}}) {
     const auto decoded = DecodeBytes(bytes, Version::kV311);
     const Ack& ack = As<Ack>(decoded);
     EXPECT_EQ(ack.type, type);
@@ -472,10 +510,10 @@ TEST(DecodeSubscribe, RejectsSubscribeWithoutFiltersAsProtocolError) {
 }
 
 TEST(DecodeSubscribe, RejectsReservedOptionBitsAsMalformed) {
-  EXPECT_TRUE(RejectsWith(Frame(0x82, "00 01 00 00 01 'a' 40"), Version::kV5, kMalformed,
-                          "reserved"));
-  EXPECT_TRUE(RejectsWith(Frame(0x82, "00 01 00 00 01 'a' 80"), Version::kV5, kMalformed,
-                          "reserved"));
+  EXPECT_TRUE(
+      RejectsWith(Frame(0x82, "00 01 00 00 01 'a' 40"), Version::kV5, kMalformed, "reserved"));
+  EXPECT_TRUE(
+      RejectsWith(Frame(0x82, "00 01 00 00 01 'a' 80"), Version::kV5, kMalformed, "reserved"));
   // Before 5.0 only the QoS bits exist.
   EXPECT_TRUE(
       RejectsWith(Frame(0x82, "00 01 00 01 'a' 04"), Version::kV311, kMalformed, "reserved"));
@@ -535,8 +573,7 @@ TEST(DecodeUnsubscribe, RejectsInvalidUtf8FilterAsMalformed) {
 }
 
 TEST(DecodeUnsubscribe, AcceptsFilterWithInvalidSyntax) {
-  EXPECT_EQ(DecodeBytes(Frame(0xA2, "00 01 00 02 'a#'"), Version::kV311).status,
-            DecodeStatus::kOk);
+  EXPECT_EQ(DecodeBytes(Frame(0xA2, "00 01 00 02 'a#'"), Version::kV311).status, DecodeStatus::kOk);
 }
 
 TEST(DecodeUnsubscribe, RejectsZeroPacketIdAsProtocolError) {
@@ -620,6 +657,14 @@ TEST(DecodeAuth, AcceptsContinueAuthenticationWithMethodAndData) {
   EXPECT_EQ(auth.reason, ReasonCode::kContinueAuthentication);
   EXPECT_EQ(auth.properties.authentication_method, "ab");
   EXPECT_EQ(auth.properties.authentication_data, std::string(1, '\0'));
+}
+
+TEST(DecodeAuth, RejectsContinuationWithoutAuthenticationMethodAsProtocolError) {
+  EXPECT_TRUE(RejectsWith(Frame(0xF0, "18"), Version::kV5, kProtocol, "Authentication Method"));
+  EXPECT_TRUE(RejectsWith(Frame(0xF0, "19 04 16 00 01 'd'"), Version::kV5, kProtocol,
+                          "Authentication Method"));
+  EXPECT_TRUE(RejectsWith(Frame(0xF0, "18 04 1F 00 01 'r'"), Version::kV5, kProtocol,
+                          "Authentication Method"));
 }
 
 TEST(DecodeAuth, RejectsReasonCodeNotValidForAuthAsMalformed) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "counterlink/mqtt/codec.h"
+
 #include "test_util.h"
 
 namespace counterlink::mqtt {
@@ -124,9 +125,9 @@ TEST(Encode, WritesSessionPresent) {
 TEST(Encode, UsesCompactAckFormsIn5) {
   EXPECT_EQ(Encode(Ack{PacketType::kPuback, 1, ReasonCode::kSuccess, {}}, Version::kV5),
             Bytes("40 02 00 01"));
-  EXPECT_EQ(Encode(Ack{PacketType::kPubrec, 1, ReasonCode::kNoMatchingSubscribers, {}},
-                   Version::kV5),
-            Bytes("50 03 00 01 10"));
+  EXPECT_EQ(
+      Encode(Ack{PacketType::kPubrec, 1, ReasonCode::kNoMatchingSubscribers, {}}, Version::kV5),
+      Bytes("50 03 00 01 10"));
   Ack with_reason_string{PacketType::kPubcomp, 1, ReasonCode::kSuccess, {}};
   with_reason_string.properties.reason_string = "x";
   EXPECT_EQ(Encode(with_reason_string, Version::kV5), Bytes("70 08 00 01 00 04 1F 00 01 'x'"));

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "counterlink/mqtt/codec.h"
+
 #include "test_util.h"
 
 namespace counterlink::mqtt {
@@ -23,8 +24,8 @@ TEST(PeekFrame, NeedsMoreOnEmptyInput) {
 TEST(PeekFrame, NeedsMoreInsideTheRemainingLength) {
   FrameHeader header;
   DecodeError error;
-  for (const std::string& prefix : {Bytes("30"), Bytes("30 80"), Bytes("30 FF FF"),
-                                    Bytes("30 FF FF FF")}) {
+  for (const std::string& prefix :
+       {Bytes("30"), Bytes("30 80"), Bytes("30 FF FF"), Bytes("30 FF FF FF")}) {
     EXPECT_EQ(peek_frame(prefix, kNoLimit, header, error), DecodeStatus::kNeedMore);
   }
 }
@@ -60,8 +61,7 @@ TEST(PeekFrame, ReportsHeaderSizeAndRemainingLength) {
 TEST(PeekFrame, RejectsRemainingLengthLongerThanFourBytesAsMalformed) {
   FrameHeader header;
   DecodeError error;
-  ASSERT_EQ(peek_frame(Bytes("30 FF FF FF FF 7F"), kNoLimit, header, error),
-            DecodeStatus::kError);
+  ASSERT_EQ(peek_frame(Bytes("30 FF FF FF FF 7F"), kNoLimit, header, error), DecodeStatus::kError);
   EXPECT_EQ(error.reason, ReasonCode::kMalformedPacket);
   EXPECT_NE(error.message.find("Remaining Length"), std::string::npos);
   // The fifth byte need not have arrived to know the length is too long.
@@ -111,8 +111,7 @@ TEST(PeekFrame, AcceptsTheLargestRemainingLengthWithoutOverflow) {
   DecodeError error;
   ASSERT_EQ(peek_frame(Bytes("30 FF FF FF 7F"), kNoLimit, header, error), DecodeStatus::kOk);
   EXPECT_EQ(header.total_size(), 268'435'460u);
-  EXPECT_EQ(peek_frame(Bytes("30 FF FF FF 7F"), 268'435'459, header, error),
-            DecodeStatus::kError);
+  EXPECT_EQ(peek_frame(Bytes("30 FF FF FF 7F"), 268'435'459, header, error), DecodeStatus::kError);
 }
 
 TEST(Decode, NeedsMoreWhenGivenLessThanTheFrame) {
@@ -173,8 +172,8 @@ TEST(Decode, NeedsMoreForEveryPrefixOfAValidPacket) {
     const test::Decoded whole = DecodeBytes(c.bytes, c.version);
     ASSERT_EQ(whole.status, DecodeStatus::kOk) << whole.error.message;
     for (size_t length = 0; length < c.bytes.size(); ++length) {
-      const test::Decoded partial = DecodeBytes(std::string_view(c.bytes).substr(0, length),
-                                                c.version);
+      const test::Decoded partial =
+          DecodeBytes(std::string_view(c.bytes).substr(0, length), c.version);
       EXPECT_EQ(partial.status, DecodeStatus::kNeedMore) << "prefix length " << length;
     }
   }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "counterlink/mqtt/codec.h"
+
 #include "test_util.h"
 
 namespace counterlink::mqtt {
@@ -43,9 +44,10 @@ std::string ConnackWith(std::string_view properties) {
 }
 
 TEST(Properties, DecodesEveryPublishProperty) {
-  const auto decoded = DecodeBytes(
-      PublishWith(P("01 01 02 00 00 00 3C 03 00 01 't' 08 00 01 'r' 09 00 02 00 FF 0B 05 23 00 07 26 00 01 'k' 00 01 'v'")),
-      Version::kV5);
+  const auto decoded =
+      DecodeBytes(PublishWith(P("01 01 02 00 00 00 3C 03 00 01 't' 08 00 01 'r' 09 00 02 00 FF 0B "
+                                "05 23 00 07 26 00 01 'k' 00 01 'v'")),
+                  Version::kV5);
   const Properties& p = As<Publish>(decoded).properties;
   EXPECT_EQ(p.payload_format_indicator, 1);
   EXPECT_EQ(p.message_expiry_interval, 60u);
@@ -58,9 +60,11 @@ TEST(Properties, DecodesEveryPublishProperty) {
 }
 
 TEST(Properties, DecodesEveryConnackProperty) {
-  const auto decoded = DecodeBytes(
-      ConnackWith(P("11 00 00 00 0A 12 00 01 'c' 13 00 1E 15 00 01 'm' 16 00 01 'd' 1A 00 01 'i' 1C 00 01 's' 1F 00 01 'x' 21 00 05 22 00 06 24 01 25 00 26 00 00 00 00 27 00 00 10 00 28 01 29 00 2A 01")),
-      Version::kV5);
+  const auto decoded =
+      DecodeBytes(ConnackWith(P("11 00 00 00 0A 12 00 01 'c' 13 00 1E 15 00 01 'm' 16 00 01 'd' 1A "
+                                "00 01 'i' 1C 00 01 's' 1F 00 01 'x' 21 00 05 22 00 06 24 01 25 00 "
+                                "26 00 00 00 00 27 00 00 10 00 28 01 29 00 2A 01")),
+                  Version::kV5);
   const Properties& p = As<Connack>(decoded).properties;
   EXPECT_EQ(p.session_expiry_interval, 10u);
   EXPECT_EQ(p.assigned_client_identifier, "c");
@@ -83,7 +87,8 @@ TEST(Properties, DecodesEveryConnackProperty) {
 
 TEST(Properties, DecodesEveryConnectProperty) {
   const auto decoded = DecodeBytes(
-      ConnectWith(P("11 FF FF FF FF 15 00 01 'm' 16 00 00 17 00 19 01 21 FF FF 22 00 00 27 00 01 00 00")),
+      ConnectWith(
+          P("11 FF FF FF FF 15 00 01 'm' 16 00 00 17 00 19 01 21 FF FF 22 00 00 27 00 01 00 00")),
       Version::kV5);
   const Properties& p = As<Connect>(decoded).properties;
   EXPECT_EQ(p.session_expiry_interval, 0xFFFFFFFFu);
@@ -97,9 +102,9 @@ TEST(Properties, DecodesEveryConnectProperty) {
 }
 
 TEST(Properties, KeepsRepeatedUserPropertiesInOrder) {
-  const auto decoded =
-      DecodeBytes(PublishWith(P("26 00 01 'k' 00 01 'v' 26 00 01 'k' 00 01 'w' 26 00 01 'a' 00 00")),
-                  Version::kV5);
+  const auto decoded = DecodeBytes(
+      PublishWith(P("26 00 01 'k' 00 01 'v' 26 00 01 'k' 00 01 'w' 26 00 01 'a' 00 00")),
+      Version::kV5);
   EXPECT_EQ(As<Publish>(decoded).properties.user_properties,
             (std::vector<UserProperty>{{"k", "v"}, {"k", "w"}, {"a", ""}}));
 }
@@ -115,22 +120,22 @@ TEST(Properties, RejectsDuplicateSingleValuedPropertyAsProtocolError) {
                           "Payload Format Indicator (0x01) appears more than once"));
   EXPECT_TRUE(RejectsWith(PublishWith(P("23 00 01 23 00 02")), Version::kV5, kProtocol,
                           "Topic Alias (0x23) appears more than once"));
-  EXPECT_TRUE(RejectsWith(ConnackWith(P("1F 00 00 1F 00 00")), Version::kV5, kProtocol,
-                          "Reason String"));
-  EXPECT_TRUE(RejectsWith(ConnectWith(P("21 00 01 21 00 01")), Version::kV5, kProtocol,
-                          "Receive Maximum"));
+  EXPECT_TRUE(
+      RejectsWith(ConnackWith(P("1F 00 00 1F 00 00")), Version::kV5, kProtocol, "Reason String"));
+  EXPECT_TRUE(
+      RejectsWith(ConnectWith(P("21 00 01 21 00 01")), Version::kV5, kProtocol, "Receive Maximum"));
 }
 
 TEST(Properties, RejectsSubscriptionIdentifierTwiceInSubscribeAsProtocolError) {
-  EXPECT_TRUE(RejectsWith(Frame(0x82, "00 01 04 0B 01 0B 02 00 01 'a' 00"), Version::kV5,
-                          kProtocol, "Subscription Identifier"));
+  EXPECT_TRUE(RejectsWith(Frame(0x82, "00 01 04 0B 01 0B 02 00 01 'a' 00"), Version::kV5, kProtocol,
+                          "Subscription Identifier"));
 }
 
 TEST(Properties, RejectsOutOfRangeByteValuesAsProtocolError) {
-  EXPECT_TRUE(RejectsWith(PublishWith(P("01 02")), Version::kV5, kProtocol,
-                          "Payload Format Indicator"));
-  EXPECT_TRUE(RejectsWith(ConnectWith(P("17 02")), Version::kV5, kProtocol,
-                          "Request Problem Information"));
+  EXPECT_TRUE(
+      RejectsWith(PublishWith(P("01 02")), Version::kV5, kProtocol, "Payload Format Indicator"));
+  EXPECT_TRUE(
+      RejectsWith(ConnectWith(P("17 02")), Version::kV5, kProtocol, "Request Problem Information"));
   EXPECT_TRUE(RejectsWith(ConnectWith(P("19 02")), Version::kV5, kProtocol,
                           "Request Response Information"));
   EXPECT_TRUE(RejectsWith(ConnackWith(P("24 02")), Version::kV5, kProtocol, "Maximum QoS"));
@@ -139,8 +144,7 @@ TEST(Properties, RejectsOutOfRangeByteValuesAsProtocolError) {
       RejectsWith(ConnackWith(P("28 FF")), Version::kV5, kProtocol, "Wildcard Subscription"));
   EXPECT_TRUE(RejectsWith(ConnackWith(P("29 02")), Version::kV5, kProtocol,
                           "Subscription Identifier Available"));
-  EXPECT_TRUE(
-      RejectsWith(ConnackWith(P("2A 02")), Version::kV5, kProtocol, "Shared Subscription"));
+  EXPECT_TRUE(RejectsWith(ConnackWith(P("2A 02")), Version::kV5, kProtocol, "Shared Subscription"));
 }
 
 TEST(Properties, RejectsZeroWhereZeroIsNotAllowedAsProtocolError) {
@@ -161,6 +165,8 @@ TEST(Properties, RejectsBadSubscriptionIdentifierEncodingAsMalformed) {
                           "Subscription Identifier"));
   EXPECT_TRUE(
       RejectsWith(PublishWith("03 0B 81 00"), Version::kV5, kMalformed, "Subscription Identifier"));
+  EXPECT_TRUE(
+      RejectsWith(PublishWith("02 0B 80"), Version::kV5, kMalformed, "Subscription Identifier"));
 }
 
 TEST(Properties, RejectsPropertyNotAllowedOnThePacketTypeAsMalformed) {
@@ -173,12 +179,12 @@ TEST(Properties, RejectsPropertyNotAllowedOnThePacketTypeAsMalformed) {
                           "Subscription Identifier"));
   EXPECT_TRUE(
       RejectsWith(Frame(0xE0, "00 03 21 00 01"), Version::kV5, kMalformed, "Receive Maximum"));
-  EXPECT_TRUE(RejectsWith(Frame(0xF0, "18 05 11 00 00 00 01"), Version::kV5, kMalformed,
-                          "Session Expiry"));
-  EXPECT_TRUE(RejectsWith(Frame(0x90, "00 01 02 01 00 00"), Version::kV5, kMalformed,
-                          "Payload Format"));
-  EXPECT_TRUE(RejectsWith(Frame(0xB0, "00 01 02 01 00 00"), Version::kV5, kMalformed,
-                          "Payload Format"));
+  EXPECT_TRUE(
+      RejectsWith(Frame(0xF0, "18 05 11 00 00 00 01"), Version::kV5, kMalformed, "Session Expiry"));
+  EXPECT_TRUE(
+      RejectsWith(Frame(0x90, "00 01 02 01 00 00"), Version::kV5, kMalformed, "Payload Format"));
+  EXPECT_TRUE(
+      RejectsWith(Frame(0xB0, "00 01 02 01 00 00"), Version::kV5, kMalformed, "Payload Format"));
 }
 
 TEST(Properties, RejectsUndefinedIdentifiersAsMalformed) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "counterlink/mqtt/codec.h"
+
 #include "test_util.h"
 
 namespace counterlink::mqtt {
@@ -182,7 +183,9 @@ std::vector<Packet> SamplePackets(Version version) {
     auth.properties.authentication_data = std::string("\0\0", 2);
     auth.properties.reason_string = "more";
     packets.push_back(auth);
-    packets.push_back(Auth{ReasonCode::kReAuthenticate, {}});
+    Auth reauthenticate{ReasonCode::kReAuthenticate, {}};
+    reauthenticate.properties.authentication_method = "m";
+    packets.push_back(reauthenticate);
   }
   return packets;
 }
@@ -205,7 +208,8 @@ TEST_P(RoundTrip, DecodesPacketsBackToBackFromOneBuffer) {
   const Version version = GetParam();
   const std::vector<Packet> packets = SamplePackets(version);
   std::string stream;
-  for (const Packet& packet : packets) encode(packet, version, stream);
+  for (const Packet& packet : packets)
+    encode(packet, version, stream);
 
   std::string_view rest = stream;
   size_t index = 0;

@@ -31,7 +31,9 @@ inline void PrintTo(DecodeStatus status, std::ostream* os) {
       return;
   }
 }
-inline void PrintTo(PacketType type, std::ostream* os) { *os << to_string(type); }
+inline void PrintTo(PacketType type, std::ostream* os) {
+  *os << to_string(type);
+}
 
 namespace test {
 
@@ -122,8 +124,8 @@ inline ::testing::AssertionResult RejectsWith(std::string_view in, Version versi
                                               ReasonCode reason, std::string_view fragment) {
   const Decoded decoded = DecodeBytes(in, version);
   if (decoded.status != DecodeStatus::kError) {
-    return ::testing::AssertionFailure() << "expected kError, got status "
-                                         << static_cast<int>(decoded.status);
+    return ::testing::AssertionFailure()
+           << "expected kError, got status " << static_cast<int>(decoded.status);
   }
   if (decoded.error.reason != reason) {
     return ::testing::AssertionFailure()
@@ -131,8 +133,8 @@ inline ::testing::AssertionResult RejectsWith(std::string_view in, Version versi
            << " (" << decoded.error.message << ")";
   }
   if (decoded.error.message.find(fragment) == std::string::npos) {
-    return ::testing::AssertionFailure() << "message \"" << decoded.error.message
-                                         << "\" does not mention \"" << fragment << "\"";
+    return ::testing::AssertionFailure()
+           << "message \"" << decoded.error.message << "\" does not mention \"" << fragment << "\"";
   }
   return ::testing::AssertionSuccess();
 }

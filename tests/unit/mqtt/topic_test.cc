@@ -17,12 +17,16 @@ TEST(Utf8, AcceptsAsciiAndEmptyString) {
 }
 
 TEST(Utf8, AcceptsMultiByteSequencesUpToFourBytes) {
-  EXPECT_TRUE(is_valid_mqtt_utf8("\xC3\xA9"));           // U+00E9
-  EXPECT_TRUE(is_valid_mqtt_utf8("\xE2\x82\xAC"));       // U+20AC
-  EXPECT_TRUE(is_valid_mqtt_utf8("\xF0\x9F\x98\x80"));   // U+1F600
-  EXPECT_TRUE(is_valid_mqtt_utf8("\xF4\x8F\xBF\xBF"));   // U+10FFFF
-  EXPECT_TRUE(is_valid_mqtt_utf8("\xEF\xBB\xBF" "abc"));  // BOM is allowed (MQTT-1.5.4-3)
-  EXPECT_TRUE(is_valid_mqtt_utf8("abcdefgh\xC3\xA9" "abcdefgh"));
+  EXPECT_TRUE(is_valid_mqtt_utf8("\xC3\xA9"));          // U+00E9
+  EXPECT_TRUE(is_valid_mqtt_utf8("\xE2\x82\xAC"));      // U+20AC
+  EXPECT_TRUE(is_valid_mqtt_utf8("\xF0\x9F\x98\x80"));  // U+1F600
+  EXPECT_TRUE(is_valid_mqtt_utf8("\xF4\x8F\xBF\xBF"));  // U+10FFFF
+  EXPECT_TRUE(
+      is_valid_mqtt_utf8("\xEF\xBB\xBF"
+                         "abc"));  // BOM is allowed (MQTT-1.5.4-3)
+  EXPECT_TRUE(
+      is_valid_mqtt_utf8("abcdefgh\xC3\xA9"
+                         "abcdefgh"));
 }
 
 TEST(Utf8, AllowsControlCharactersOtherThanNul) {
@@ -81,16 +85,31 @@ TEST(TopicName, RejectsEmptyAndWildcards) {
   EXPECT_FALSE(is_valid_topic_name("a+b"));
 }
 
+TEST(TopicName, FindsWildcardsAtEveryOffsetOfLongNames) {
+  for (size_t length : {1, 7, 8, 9, 16, 23, 40}) {
+    const std::string clean(length, 'a');
+    EXPECT_TRUE(is_valid_topic_name(clean));
+    EXPECT_TRUE(is_valid_topic_name(std::string(length, '\xC3') + "\xA9"));
+    for (size_t i = 0; i < length; ++i) {
+      for (char wildcard : {'+', '#'}) {
+        std::string name = clean;
+        name[i] = wildcard;
+        EXPECT_FALSE(is_valid_topic_name(name)) << name;
+      }
+    }
+  }
+}
+
 TEST(TopicFilter, AcceptsWildcardsOnWholeLevels) {
-  for (const char* filter : {"#", "+", "/", "a/b", "a/+/c", "+/+", "a/#", "+/#", "/+", "+/",
-                             "$SYS/#", "//", "a//#"}) {
+  for (const char* filter :
+       {"#", "+", "/", "a/b", "a/+/c", "+/+", "a/#", "+/#", "/+", "+/", "$SYS/#", "//", "a//#"}) {
     EXPECT_TRUE(is_valid_topic_filter(filter)) << filter;
   }
 }
 
 TEST(TopicFilter, RejectsMisplacedWildcardsAndEmpty) {
-  for (const char* filter : {"", "a#", "#/a", "a/#/b", "a/b#", "a+", "+a", "a/+b/c", "a/b+", "##",
-                             "++", "a/#/"}) {
+  for (const char* filter :
+       {"", "a#", "#/a", "a/#/b", "a/b#", "a+", "+a", "a/+b/c", "a/b+", "##", "++", "a/#/"}) {
     EXPECT_FALSE(is_valid_topic_filter(filter)) << filter;
   }
 }
