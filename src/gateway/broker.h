@@ -15,6 +15,7 @@
 //    publish path; cross-worker hand-offs are batched once per loop iteration.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -43,6 +44,15 @@ class GatewayImpl;
 struct Session;
 
 inline constexpr uint32_t kNeverExpire = 0xFFFFFFFF;
+
+// Topic names and filters may have at most this many levels. Matching walks
+// the topic tree (and the retained store) one level per stack frame, so the
+// cap bounds the stack a client can make a worker use: a 65535-byte topic
+// could otherwise have 32768 levels and overflow it.
+inline constexpr size_t kMaxTopicLevels = 256;
+inline size_t topic_levels(std::string_view topic) {
+  return static_cast<size_t>(std::count(topic.begin(), topic.end(), '/')) + 1;
+}
 
 // A QoS 1/2 message on its way to one session (or a QoS 0 one queued while
 // the session is offline).
@@ -306,7 +316,8 @@ class Worker {
   std::vector<Connection*> dirty_;
   std::vector<Connection*> graveyard_;
   std::vector<char> scratch_;
-  std::vector<Match> matches_;  // reused by route_local
+  std::vector<Match> matches_;         // reused by route_local
+  std::vector<Match> shared_matches_;  // reused by route_local: shared-subscription copies
   EncodeCache encode_cache_;
   size_t slow_consumer_bytes_;
   // Per destination worker: messages to route there, flushed per iteration.

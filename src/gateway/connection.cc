@@ -53,10 +53,17 @@ void Connection::handle_readable() {
       if (state_ == State::kClosed) return;
       if (used < r.bytes) in_.assign(buf + used, r.bytes - used);
     } else {
-      in_.append(buf, r.bytes);
-      size_t used = process(in_);
+      // Parse from a local buffer: a CONNECT may complete synchronously and
+      // call process_buffered(), which must neither re-parse these bytes nor
+      // move the buffer that `process` is reading.
+      std::string data = std::move(in_);
+      in_.clear();
+      data.append(buf, r.bytes);
+      size_t used = process(data);
       if (state_ == State::kClosed) return;
-      in_.erase(0, used);
+      data.erase(0, used);
+      data.append(in_);  // empty unless process_buffered() left bytes
+      in_ = std::move(data);
     }
     if (handoff_connect_) {
       worker_->hand_off(this);
@@ -135,7 +142,16 @@ void Connection::protocol_error(const mqtt::DecodeError& error) {
                              : DisconnectReason::kProtocolViolation;
   if (state_ == State::kAwaitConnect) {
     // No CONNACK has been sent: answer in the dialect the client announced.
-    if (error.connect_version) {
+    // A protocol level we do not know at all (e.g. 6) is answered in the
+    // 3.1.1 form, return code 0x01, which every client version can read
+    // (MQTT-3.1.2-2).
+    if (!error.connect_version && error.reason == ReasonCode::kUnsupportedProtocolVersion) {
+      version_ = mqtt::Version::kV311;
+      mqtt::Connack connack;
+      connack.reason = error.reason;
+      send(connack);
+      flush();
+    } else if (error.connect_version) {
       version_ = *error.connect_version;
       mqtt::Connack connack;
       connack.reason = error.reason;

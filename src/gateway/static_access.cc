@@ -118,6 +118,31 @@ bool filter_covers(std::string_view rule, std::string_view filter) {
   }
 }
 
+bool filters_intersect(std::string_view a, std::string_view b) {
+  bool a_done = false, b_done = false;
+  std::string_view x, y;
+  bool first = true;
+  while (true) {
+    bool has_a = next_level(a, a_done, x);
+    bool has_b = next_level(b, b_done, y);
+    if (!has_a && !has_b) return true;
+    if (first && has_a && has_b) {
+      // Topics beginning with '$' are matched only by a filter whose first
+      // level is that same literal, never by a leading wildcard.
+      const bool a_wild = x == "+" || x == "#";
+      const bool b_wild = y == "+" || y == "#";
+      if ((a_wild && !b_wild && !y.empty() && y.front() == '$') ||
+          (b_wild && !a_wild && !x.empty() && x.front() == '$')) {
+        return false;
+      }
+    }
+    if ((has_a && x == "#") || (has_b && y == "#")) return true;
+    if (!has_a || !has_b) return false;  // different number of levels
+    if (x != "+" && y != "+" && x != y) return false;
+    first = false;
+  }
+}
+
 bool StaticAuthorizer::authorize(const ClientInfo& client, Action action, std::string_view topic) {
   std::string expanded;
   for (const AclRule& rule : config_.acl) {
@@ -134,9 +159,10 @@ bool StaticAuthorizer::authorize(const ClientInfo& client, Action action, std::s
                                               : filter_covers(expanded, topic);
     if (!matches) {
       // A deny rule also applies to a subscription that merely overlaps it:
-      // "deny a/#" refuses a subscription to "#".
+      // "deny a/#" refuses a subscription to "#", and to "+/b" (which would
+      // receive "a/b").
       if (rule.effect == AclEffect::kDeny && action == Action::kSubscribe &&
-          filter_covers(topic, expanded)) {
+          filters_intersect(topic, expanded)) {
         return false;
       }
       continue;

@@ -33,4 +33,8 @@ class StaticAuthorizer : public Authorizer {
 // (both valid topic filters). Used to check a subscription against a rule.
 bool filter_covers(std::string_view rule, std::string_view filter);
 
+// True if some topic name is matched by both `a` and `b` (valid topic
+// filters). Used to refuse subscriptions that overlap a deny rule.
+bool filters_intersect(std::string_view a, std::string_view b);
+
 }  // namespace counterlink::gateway

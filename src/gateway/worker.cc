@@ -333,6 +333,11 @@ void Worker::on_connect(Connection& conn, mqtt::Connect& connect) {
     return;
   }
   if (connect.will) {
+    if (topic_levels(connect.will->topic) > kMaxTopicLevels) {
+      refuse_connect(conn, ReasonCode::kTopicNameInvalid,
+                     "will topic has more than " + std::to_string(kMaxTopicLevels) + " levels");
+      return;
+    }
     if (connect.will->qos > cfg.maximum_qos) {
       refuse_connect(conn, ReasonCode::kQosNotSupported, "will QoS above the server maximum");
       return;
@@ -477,7 +482,10 @@ void Worker::finish_connect(uint64_t conn_id, AuthResult result) {
     }
     session->expiry_interval = granted;
   } else {
-    session->expiry_interval = connect->clean_start ? 0 : cfg.session_expiry_max;
+    // session_expiry_max 0 is "no cap", as for 5.0: such a session never expires.
+    session->expiry_interval = connect->clean_start     ? 0
+                               : cfg.session_expiry_max ? cfg.session_expiry_max
+                                                        : kNeverExpire;
   }
   if (session->expiry_interval == 0xFFFFFFFF) session->expiry_interval = kNeverExpire;
 

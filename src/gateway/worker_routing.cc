@@ -65,6 +65,12 @@ void Worker::on_publish(Connection& conn, mqtt::Publish& publish) {
       publish.topic = conn.topic_aliases_[alias - 1];
     }
   }
+  if (topic_levels(publish.topic) > kMaxTopicLevels) {
+    metrics().protocol_errors.inc();
+    conn.disconnect(ReasonCode::kTopicNameInvalid, DisconnectReason::kProtocolViolation,
+                    "topic has more than " + std::to_string(kMaxTopicLevels) + " levels");
+    return;
+  }
   if (publish.qos > cfg.maximum_qos) {
     conn.disconnect(ReasonCode::kQosNotSupported, DisconnectReason::kProtocolViolation,
                     "QoS " + std::to_string(publish.qos) + " is above the server maximum");
@@ -163,6 +169,11 @@ void Worker::route_remote(std::vector<MessagePtr>& batch) {
 void Worker::route_local(const MessagePtr& message) {
   if (tree_.size() == 0) return;
   matches_.clear();
+  // Copies owed through shared subscriptions whose chosen member is local.
+  // They are never merged with the session's other matches: a client gets one
+  // copy per matching shared subscription besides its non-shared one (MQTT
+  // 5.0 section 4.8.2), whichever worker the group lives on.
+  shared_matches_.clear();
   bool need_merge = false;
   const Message& m = *message;
   tree_.match(
@@ -179,15 +190,22 @@ void Worker::route_local(const MessagePtr& message) {
         if (member.worker == index_) {
           Session* s = find_session(member.client_id);
           if (s == nullptr || s->serial != member.session_serial) return;
-          need_merge |= s->subscriptions.size() > 1;
-          matches_.push_back(Match{s, std::min(m.qos, member.options.max_qos),
-                                   member.options.retain_as_published, member.subscription_id});
+          shared_matches_.push_back(Match{s, std::min(m.qos, member.options.max_qos),
+                                          member.options.retain_as_published,
+                                          member.subscription_id});
         } else {
           directed_outbox_[member.worker].push_back(DirectedDelivery{
               member.client_id, member.session_serial, message, member.options,
               member.subscription_id, {}});
         }
       });
+  std::vector<uint32_t> ids;
+  for (const Match& copy : shared_matches_) {
+    ids.clear();
+    if (copy.subscription_id) ids.push_back(copy.subscription_id);
+    deliver_to_session(*copy.session, message, copy.qos, copy.retain_as_published && m.retain,
+                       ids.empty() ? nullptr : &ids);
+  }
   if (matches_.empty()) return;
   if (need_merge) {
     // One copy per session when several of its subscriptions match: the
@@ -195,7 +213,6 @@ void Worker::route_local(const MessagePtr& message) {
     std::sort(matches_.begin(), matches_.end(),
               [](const Match& a, const Match& b) { return a.session < b.session; });
   }
-  std::vector<uint32_t> ids;
   for (size_t i = 0; i < matches_.size();) {
     Match first = matches_[i];
     size_t j = i + 1;
@@ -386,13 +403,17 @@ void Worker::fill_window(Session& session) {
 void Worker::resume_session(Session& session) {
   // Unacknowledged messages go again, in order, with DUP set; QoS 2 messages
   // already acknowledged with PUBREC continue with PUBREL (MQTT-4.4.0-1).
-  for (size_t i = 0; i < session.inflight.size(); ++i) {
+  for (size_t i = 0; i < session.inflight.size();) {
     Outbound& out = session.inflight[i];
     if (out.pubrec_received) {
       session.connection->send(mqtt::Ack{PacketType::kPubrel, out.packet_id, ReasonCode::kSuccess, {}});
-    } else {
-      send_publish(session, out, true);
+    } else if (!send_publish(session, out, true)) {
+      // Too large for this connection's Maximum Packet Size (counted as
+      // dropped): it will never be acknowledged, so it must leave the window.
+      session.inflight.erase(i);
+      continue;
     }
+    ++i;
   }
   fill_window(session);
 }
@@ -571,7 +592,7 @@ void Worker::on_subscribe(Connection& conn, mqtt::Subscribe& subscribe) {
     bool valid = true;
     auto shared = mqtt::parse_shared_subscription(ts.filter, valid);
     std::string_view plain = shared ? shared->filter : std::string_view(ts.filter);
-    if (!valid || !mqtt::is_valid_topic_filter(plain)) {
+    if (!valid || !mqtt::is_valid_topic_filter(plain) || topic_levels(plain) > kMaxTopicLevels) {
       suback.reasons.push_back(ReasonCode::kTopicFilterInvalid);
       continue;
     }
