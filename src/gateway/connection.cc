@@ -89,8 +89,12 @@ size_t Connection::process(std::string_view data) {
       return data.size();
     }
     if (header.total_size() > rest.size()) {
-      // Reserve once for the whole packet rather than growing piecewise.
-      if (in_.capacity() < header.total_size()) in_.reserve(header.total_size());
+      // Reserve once for the whole packet rather than growing piecewise, but
+      // only for an authenticated client: before CONNECT a header alone must
+      // not make us commit memory.
+      if (state_ == State::kConnected && in_.capacity() < header.total_size()) {
+        in_.reserve(header.total_size());
+      }
       break;
     }
     if (state_ == State::kAwaitConnect && header.type() != PacketType::kConnect) {

@@ -39,9 +39,12 @@ bool next_level(std::string_view& s, bool& done, std::string_view& level) {
   return true;
 }
 
-// Substitutes %u and %c; returns false if a substituted value could change
-// the shape of the filter (contains '/', '+' or '#') or %u has no username.
-bool expand(const std::string& pattern, const ClientInfo& client, std::string& out) {
+// Substitutes %u and %c. For an allow rule (`literal` false) a value that
+// could change the shape of the filter (contains '/', '+' or '#') or a missing
+// username makes the rule not apply. A deny rule substitutes the value as it
+// is: that can only widen what it denies.
+bool expand(const std::string& pattern, const ClientInfo& client, bool literal,
+            std::string& out) {
   out.clear();
   for (size_t i = 0; i < pattern.size(); ++i) {
     if (pattern[i] == '%' && i + 1 < pattern.size() &&
@@ -49,7 +52,9 @@ bool expand(const std::string& pattern, const ClientInfo& client, std::string& o
       const bool user = pattern[i + 1] == 'u';
       if (user && !client.has_username) return false;
       const std::string& value = user ? client.username : client.client_id;
-      if (value.empty() || value.find_first_of("/+#") != std::string::npos) return false;
+      if (!literal && (value.empty() || value.find_first_of("/+#") != std::string::npos)) {
+        return false;
+      }
       out += value;
       ++i;
     } else {
@@ -154,7 +159,12 @@ bool StaticAuthorizer::authorize(const ClientInfo& client, Action action, std::s
     } else if (rule.anonymous && client.has_username) {
       continue;
     }
-    if (!expand(rule.topic, client, expanded)) continue;
+    const bool deny = rule.effect == AclEffect::kDeny;
+    if (!expand(rule.topic, client, deny, expanded)) continue;
+    if (deny && !mqtt::is_valid_topic_filter(expanded)) {
+      // The value made the filter unreadable ("#" mid-filter): fail closed.
+      return false;
+    }
     bool matches = action == Action::kPublish ? mqtt::topic_matches(expanded, topic)
                                               : filter_covers(expanded, topic);
     if (!matches) {

@@ -44,6 +44,12 @@ void Worker::on_publish(Connection& conn, mqtt::Publish& publish) {
   Session& session = *conn.session_;
   const bool v5 = conn.version_ == Version::kV5;
 
+  if (!publish.properties.subscription_identifiers.empty()) {
+    conn.protocol_error(mqtt::DecodeError{
+        ReasonCode::kProtocolError, "a client PUBLISH must not carry a Subscription Identifier",
+        {}});  // MQTT-3.3.4-6
+    return;
+  }
   if (v5 && publish.properties.topic_alias) {
     uint16_t alias = *publish.properties.topic_alias;
     if (alias == 0 || alias > conn.topic_alias_max_) {

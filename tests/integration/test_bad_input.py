@@ -5,7 +5,7 @@ import socket
 import struct
 import unittest
 
-from harness import (HOST, V31, V311, V5, AUTH, CONNACK, CONNECT, DISCONNECT, PINGRESP, PUBACK,
+from harness import (HOST, V31, V311, V5, AUTH, P_SUBSCRIPTION_ID, CONNACK, CONNECT, DISCONNECT, PINGRESP, PUBACK,
                      PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, SUBSCRIBE, UNSUBACK,
                      P_MESSAGE_EXPIRY, P_SESSION_EXPIRY, RawClient, Server, ServerTestCase,
                      connect_packet, mqtt_str, packet, publish_packet, subscribe_packet)
@@ -76,6 +76,12 @@ class BadInput(ServerTestCase):
 
     def test_bad_utf8_in_subscription_filter_is_malformed(self):
         self.reject(lambda v: subscribe_packet(1, [(b"a/\xfe", 0)], v), 0x81)
+
+    def test_client_publish_with_subscription_identifier_is_a_protocol_error(self):
+        # MQTT-3.3.4-6: only the server puts Subscription Identifiers on PUBLISH.
+        self.reject(lambda v: publish_packet("a/b", b"x", 1, 7, version=v,
+                                             properties=[(P_SUBSCRIPTION_ID, 5)]),
+                    0x82, versions=(V5,))
 
     def test_property_not_allowed_on_packet_type_is_malformed(self):
         self.reject(publish_packet("a/b", b"x", 0, version=V5,

@@ -91,5 +91,19 @@ TEST(StaticAuthorizer, SubstitutedValuesCannotWidenAFilter) {
   EXPECT_FALSE(authz.authorize(client("#", std::nullopt), Action::kSubscribe, "devices/#"));
 }
 
+TEST(StaticAuthorizer, DenyRulesFailClosedWhenSubstitutionIsUnsafe) {
+  GatewayConfig cfg;
+  cfg.acl.push_back(AclRule{AclEffect::kDeny, AclAction::kPublish, "", false, "locked/%c"});
+  StaticAuthorizer authz(cfg);  // acl_default allow
+  EXPECT_TRUE(authz.authorize(client("ok-1", std::nullopt), Action::kPublish, "open/x"));
+  EXPECT_FALSE(authz.authorize(client("ok-1", std::nullopt), Action::kPublish, "locked/ok-1"));
+  // A client id with a '/' or a wildcard must not sidestep the deny rule...
+  EXPECT_FALSE(authz.authorize(client("a/b", std::nullopt), Action::kPublish, "locked/a/b"));
+  EXPECT_FALSE(authz.authorize(client("+", std::nullopt), Action::kPublish, "locked/x"));
+  EXPECT_FALSE(authz.authorize(client("#/x", std::nullopt), Action::kPublish, "open/x"));
+  // ...nor deny more than the rule says when the value is harmless.
+  EXPECT_TRUE(authz.authorize(client("a/b", std::nullopt), Action::kPublish, "open/x"));
+}
+
 }  // namespace
 }  // namespace counterlink::gateway

@@ -1,0 +1,244 @@
+// `counterlink bench`: argument parsing, scenario dispatch and output.
+#include "counterlink/bench/bench.h"
+
+#include <iostream>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "scenario.h"
+
+namespace counterlink::bench {
+
+namespace {
+
+std::string random_run_id() {
+  std::random_device device;
+  std::mt19937 rng(device());
+  static const char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (int i = 0; i < 8; ++i)
+    id += kHex[rng() & 0xF];
+  return id;
+}
+
+std::string shell_quote(const std::string& arg) {
+  if (!arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                            "0123456789-_./=:,+@%") == std::string::npos) {
+    return arg;
+  }
+  std::string out = "'";
+  for (char c : arg) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+std::string json_array(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ",";
+    out += json_quote(items[i]);
+  }
+  return out + "]";
+}
+
+}  // namespace
+
+int run_bench(int argc, char** argv) {
+  CLI::App app{
+      "Load generator: drives many MQTT connections from one epoll thread against a broker and "
+      "measures it. Scenarios: fan-in (N publishers -> 1 subscriber), fan-out (1 -> N), "
+      "one-to-one (1 publisher -> N clients on their own topics), idle (memory per "
+      "connection), latency (fixed rate, percentiles), connect-rate (CONNECT/CONNACK cycles). "
+      "See bench/README.md.",
+      "counterlink bench"};
+  Options options;
+  std::string scenario;
+  const std::map<std::string, ScenarioKind> scenarios = {
+      {"fan-in", ScenarioKind::kFanIn},        {"fan-out", ScenarioKind::kFanOut},
+      {"one-to-one", ScenarioKind::kOneToOne}, {"idle", ScenarioKind::kIdle},
+      {"latency", ScenarioKind::kLatency},     {"connect-rate", ScenarioKind::kConnectRate}};
+  uint32_t publishers = 1000;
+  uint32_t subscribers = 1000;
+  uint32_t clients = 1000;
+  uint32_t connections = 10000;
+  uint32_t connectors = 64;
+  std::string username;
+  std::string password;
+
+  app.add_option("--scenario,-s", scenario,
+                 "fan-in | fan-out | one-to-one | idle | latency | connect-rate")
+      ->required()
+      ->check(
+          CLI::IsMember({"fan-in", "fan-out", "one-to-one", "idle", "latency", "connect-rate"}));
+  app.add_option("--host", options.host, "Broker address")->capture_default_str();
+  app.add_option("--port", options.port, "Broker port")->capture_default_str();
+  app.add_option("--protocol", options.protocol, "MQTT protocol level: 4 (3.1.1) or 5 (5.0)")
+      ->check(CLI::IsMember({4, 5}))
+      ->capture_default_str();
+  CLI::Option* qos_opt =
+      app.add_option("--qos", options.qos,
+                     "QoS of publishes and subscriptions, 0 or 1 (default 1 for fan-in and "
+                     "one-to-one, else 0)")
+          ->check(CLI::IsMember({0, 1}));
+  CLI::Option* publishers_opt =
+      app.add_option("--publishers", publishers, "fan-in: publishers")->capture_default_str();
+  CLI::Option* subscribers_opt =
+      app.add_option("--subscribers", subscribers, "fan-out: subscribers")->capture_default_str();
+  CLI::Option* clients_opt =
+      app.add_option("--clients", clients, "one-to-one: clients, each on its own topic")
+          ->capture_default_str();
+  CLI::Option* connections_opt =
+      app.add_option("--connections", connections, "idle: connections to hold")
+          ->capture_default_str();
+  CLI::Option* connectors_opt =
+      app.add_option("--connectors", connectors, "connect-rate: concurrent connectors")
+          ->capture_default_str();
+  app.add_option("--duration", options.duration_s, "Measured seconds (after the warm-up)")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->capture_default_str();
+  app.add_option("--warmup", options.warmup_s, "Warm-up seconds, not measured")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  app.add_option("--inflight", options.inflight,
+                 "Closed loop window: messages between publish and arrival (fan-out: how far "
+                 "the slowest subscriber may lag)")
+      ->check(CLI::Range(1, 60000))
+      ->capture_default_str();
+  app.add_option("--payload", options.payload, "Payload bytes (at least 24)")
+      ->check(CLI::Range(24, 16 * 1024 * 1024))
+      ->capture_default_str();
+  app.add_option("--rate", options.rate, "latency: messages per second")
+      ->check(CLI::Range(1.0, 1e6))
+      ->capture_default_str();
+  app.add_option("--broker-pid", options.broker_pid,
+                 "Broker process to sample (CPU from /proc/<pid>/stat, RSS from "
+                 "/proc/<pid>/status)");
+  app.add_flag("--json", options.json, "Print one JSON object with all figures on stdout");
+  app.add_flag("--quiet,-q", options.quiet, "No progress lines on stderr");
+  app.add_flag("--subscribe", options.subscribe,
+               "idle: each connection subscribes to its own topic");
+  app.add_option("--source-addresses", options.source_addresses,
+                 "Local IPv4 addresses to spread connections over, from --source-base "
+                 "(-1 = automatic: one per 20,000 connections when the broker is on loopback; "
+                 "0 = none)")
+      ->check(CLI::Range(-1, 250))
+      ->capture_default_str();
+  app.add_option("--source-base", options.source_base, "First source address")
+      ->capture_default_str();
+  app.add_option("--connect-concurrency", options.connect_concurrency,
+                 "Connection handshakes in flight during set-up")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  app.add_option("--settle", options.settle_s,
+                 "idle: seconds to hold the connections before sampling memory")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  app.add_option("--keepalive", options.keepalive, "Keep alive seconds sent in CONNECT")
+      ->capture_default_str();
+  app.add_option("--username", username, "User name for CONNECT");
+  app.add_option("--password", password, "Password for CONNECT");
+  app.add_option("--topic-prefix", options.topic_prefix,
+                 "First topic level; topics are <prefix>/<run id>/...")
+      ->capture_default_str();
+  app.add_option("--stall-timeout", options.stall_timeout_s,
+                 "Fail when nothing arrives for this many seconds")
+      ->capture_default_str();
+  app.add_option("--drain-timeout", options.drain_timeout_s,
+                 "After the run, wait this long for messages still on their way")
+      ->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  options.scenario = scenarios.at(scenario);
+  struct CountOption {
+    CLI::Option* option;
+    ScenarioKind kind;
+    uint32_t value;
+  };
+  const CountOption counts[] = {{publishers_opt, ScenarioKind::kFanIn, publishers},
+                                {subscribers_opt, ScenarioKind::kFanOut, subscribers},
+                                {clients_opt, ScenarioKind::kOneToOne, clients},
+                                {connections_opt, ScenarioKind::kIdle, connections},
+                                {connectors_opt, ScenarioKind::kConnectRate, connectors}};
+  for (const CountOption& c : counts) {
+    if (c.kind == options.scenario) {
+      options.clients = c.value;
+    } else if (c.option->count() > 0) {
+      std::cerr << "bench: " << c.option->get_name() << " does not apply to " << scenario
+                << "; it sets the number of clients of " << to_string(c.kind) << "\n";
+      return 2;
+    }
+  }
+  if (options.scenario != ScenarioKind::kLatency && options.clients == 0) {
+    std::cerr << "bench: the number of clients must be at least 1\n";
+    return 2;
+  }
+  if (qos_opt->count() == 0) {
+    options.qos =
+        options.scenario == ScenarioKind::kFanIn || options.scenario == ScenarioKind::kOneToOne ? 1
+                                                                                                : 0;
+  }
+  if (!username.empty()) options.username = username;
+  if (!password.empty()) options.password = password;
+  options.run_id = random_run_id();
+  options.command_line = "counterlink";
+  for (int i = 0; i < argc; ++i)
+    options.command_line += " " + shell_quote(argv[i]);
+
+  std::unique_ptr<ScenarioBase> runner;
+  switch (options.scenario) {
+    case ScenarioKind::kFanIn:
+    case ScenarioKind::kFanOut:
+    case ScenarioKind::kOneToOne:
+      runner = make_throughput(options);
+      break;
+    case ScenarioKind::kLatency:
+      runner = make_latency(options);
+      break;
+    case ScenarioKind::kIdle:
+      runner = make_idle(options);
+      break;
+    case ScenarioKind::kConnectRate:
+      runner = make_connect_rate(options);
+      break;
+  }
+  Outcome outcome;
+  runner->run(outcome);
+
+  int code = outcome.exit_code;
+  if (code == 0 && !outcome.problems.empty()) code = 1;
+  for (const std::string& w : outcome.warnings)
+    std::cerr << "bench: warning: " << w << "\n";
+  for (const std::string& p : outcome.problems)
+    std::cerr << "bench: error: " << p << "\n";
+  if (!outcome.human.empty()) {
+    (options.json ? std::cerr : std::cout) << outcome.human << std::endl;
+  }
+  if (options.json) {
+    std::string json = outcome.figures.str();
+    json.pop_back();  // reopen the object to append the verdict
+    if (json.size() > 1) json += ",";
+    json += "\"ok\":" + std::string(code == 0 ? "true" : "false") +
+            ",\"exit_code\":" + std::to_string(code) +
+            ",\"problems\":" + json_array(outcome.problems) +
+            ",\"warnings\":" + json_array(outcome.warnings) +
+            ",\"command\":" + json_quote(options.command_line) + "}";
+    std::cout << json << std::endl;
+  }
+  return code;
+}
+
+}  // namespace counterlink::bench
