@@ -89,7 +89,11 @@ struct Session {
 
   // The will of the current (or last) connection.
   std::unique_ptr<mqtt::Will> will;
-  ClientInfo will_client;  // who set it, for authorization and events
+  std::unique_ptr<ClientInfo> will_client;  // who set it (with `will` only: idle sessions stay small)
+  void clear_will() {
+    will.reset();
+    will_client.reset();
+  }
   EventLoop::TimerId will_timer = 0;
 
   // Flow control negotiated with the current connection.

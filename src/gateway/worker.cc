@@ -438,7 +438,7 @@ void Worker::finish_connect(uint64_t conn_id, AuthResult result) {
       if (connect->clean_start || delay == 0) {
         publish_will(*session);
       } else {
-        session->will.reset();
+        session->clear_will();
       }
     }
   }
@@ -455,7 +455,7 @@ void Worker::finish_connect(uint64_t conn_id, AuthResult result) {
       // Reconnected within the will delay: the will is not sent.
       loop_.cancel_timer(session->will_timer);
       session->will_timer = 0;
-      session->will.reset();
+      session->clear_will();
     }
   } else {
     auto fresh = std::make_unique<Session>();
@@ -489,10 +489,10 @@ void Worker::finish_connect(uint64_t conn_id, AuthResult result) {
   }
   if (session->expiry_interval == 0xFFFFFFFF) session->expiry_interval = kNeverExpire;
 
-  session->will.reset();
+  session->clear_will();
   if (connect->will) {
     session->will = std::make_unique<mqtt::Will>(std::move(*connect->will));
-    session->will_client = conn.info_;
+    session->will_client = std::make_unique<ClientInfo>(conn.info_);
   }
 
   // Flow control toward the client.
@@ -578,13 +578,13 @@ void Worker::on_connection_closed(Connection& conn, DisconnectReason why,
                 conn.info_.remote_address, to_string(why));
   if (auto& events = gateway_.hooks().events) events->on_disconnected(conn.info_, why);
   session->connection = nullptr;
-  if (conn.clean_disconnect_) session->will.reset();
+  if (conn.clean_disconnect_) session->clear_will();
   session_offline(*session);
 }
 
 void Worker::session_offline(Session& session) {
   if (shutting_down_) {
-    session.will.reset();
+    session.clear_will();
     return;
   }
   if (session.will) arm_will(session);
@@ -630,8 +630,9 @@ void Worker::publish_will(Session& session) {
     session.will_timer = 0;
   }
   std::unique_ptr<mqtt::Will> will = std::move(session.will);
-  if (!will) return;
-  if (!gateway_.authorizer().authorize(session.will_client, Action::kPublish, will->topic)) {
+  std::unique_ptr<ClientInfo> owner = std::move(session.will_client);
+  if (!will || !owner) return;
+  if (!gateway_.authorizer().authorize(*owner, Action::kPublish, will->topic)) {
     metrics().authz_denied_publish.inc();
     spdlog::info("client.will_denied client_id={} topic={}", session.client_id, will->topic);
     return;
@@ -657,7 +658,7 @@ void Worker::publish_will(Session& session) {
   }
   metrics().wills_published.inc();
   MessagePtr shared = std::move(message);
-  if (auto& events = gateway_.hooks().events) events->on_publish(session.will_client, shared);
+  if (auto& events = gateway_.hooks().events) events->on_publish(*owner, shared);
   if (shared->retain) {
     if (config().retain_available) gateway_.retained().put(shared);
   }
