@@ -128,7 +128,7 @@ int run_bench(int argc, char** argv) {
                "idle: each connection subscribes to its own topic");
   app.add_option("--source-addresses", options.source_addresses,
                  "Local IPv4 addresses to spread connections over, from --source-base "
-                 "(-1 = automatic: one per 20,000 connections when the broker is on loopback; "
+                 "(-1 = automatic: one per 10,000 connections when the broker is on loopback; "
                  "0 = none)")
       ->check(CLI::Range(-1, 250))
       ->capture_default_str();
@@ -159,7 +159,7 @@ int run_bench(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : 2;  // --help is fine; anything else is a usage error
   }
 
   options.scenario = scenarios.at(scenario);

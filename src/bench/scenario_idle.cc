@@ -94,8 +94,7 @@ void Idle::run(Outcome& outcome) {
     report_connection_error(
         outcome, std::to_string(unexpected_closes_) + " connection(s) were closed while held", 1);
   }
-  for (auto& client : clients_)
-    engine_->close(*client);
+  tear_down(clients_);
 }
 
 }  // namespace

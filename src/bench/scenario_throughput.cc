@@ -323,6 +323,9 @@ void Throughput::run(Outcome& outcome) {
     engine_->flush();
   }
 
+  tear_down(publishers_);
+  tear_down(subscribers_);
+
   // Figures.
   if (completed) {
     add_interval(outcome, measured_from, measured_to,

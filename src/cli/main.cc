@@ -1,12 +1,18 @@
 // counterlink: one binary, several roles (see docs and DESIGN.md).
 #include <CLI/CLI.hpp>
 
+#include <cstring>
 #include <iostream>
 
 #include "commands.h"
+#include "counterlink/bench/bench.h"
 #include "counterlink/version.h"
 
 int main(int argc, char** argv) {
+  // The load generator parses its own options (see `counterlink bench --help`).
+  if (argc >= 2 && std::strcmp(argv[1], "bench") == 0) {
+    return counterlink::bench::run_bench(argc - 1, argv + 1);
+  }
   CLI::App app{"Counterlink: the cloud for merchant-counter IoT devices"};
   app.require_subcommand(0, 1);
   app.set_version_flag("--version", std::string("counterlink ") + COUNTERLINK_VERSION +
@@ -21,6 +27,8 @@ int main(int argc, char** argv) {
       ->take_all();
   serve_cmd->add_flag("--print-config", serve.print_config,
                       "Print the effective configuration as YAML and exit");
+
+  app.add_subcommand("bench", "Load generator for benchmarks (see `counterlink bench --help`)");
 
   CLI11_PARSE(app, argc, argv);
   if (serve_cmd->parsed()) return counterlink::cli::run_serve(serve);
