@@ -65,6 +65,10 @@ struct Outbound {
   bool pubrec_received = false;  // QoS 2: PUBREL sent, awaiting PUBCOMP
 };
 
+// The properties of a PUBLISH (or will) that travel on to subscribers, taken
+// out of `p`; null when it has none.
+std::unique_ptr<MessageProperties> take_forwarded_properties(mqtt::Properties& p);
+
 class Connection;
 
 struct Session {

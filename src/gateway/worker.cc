@@ -67,12 +67,21 @@ std::string random_client_id() {
   return id;
 }
 
-bool has_forwarded_properties(const mqtt::Properties& p) {
-  return p.payload_format_indicator || p.content_type || p.response_topic || p.correlation_data ||
-         !p.user_properties.empty();
-}
-
 }  // namespace
+
+std::unique_ptr<MessageProperties> take_forwarded_properties(mqtt::Properties& p) {
+  if (!p.payload_format_indicator && !p.content_type && !p.response_topic && !p.correlation_data &&
+      p.user_properties.empty()) {
+    return nullptr;
+  }
+  auto props = std::make_unique<MessageProperties>();
+  props->payload_format_indicator = p.payload_format_indicator;
+  props->content_type = std::move(p.content_type);
+  props->response_topic = std::move(p.response_topic);
+  props->correlation_data = std::move(p.correlation_data);
+  props->user_properties = std::move(p.user_properties);
+  return props;
+}
 
 // --- listener ---------------------------------------------------------------
 
@@ -643,19 +652,11 @@ void Worker::publish_will(Session& session) {
   message->qos = will->qos;
   message->retain = will->retain;
   message->origin_session = session.serial;
-  const mqtt::Properties& p = will->properties;
+  mqtt::Properties& p = will->properties;
   if (p.message_expiry_interval) {
     message->expires_at_ms = loop_.now_ms() + int64_t{*p.message_expiry_interval} * 1000;
   }
-  if (has_forwarded_properties(p)) {
-    auto props = std::make_unique<MessageProperties>();
-    props->payload_format_indicator = p.payload_format_indicator;
-    props->content_type = p.content_type;
-    props->response_topic = p.response_topic;
-    props->correlation_data = p.correlation_data;
-    props->user_properties = p.user_properties;
-    message->properties = std::move(props);
-  }
+  message->properties = take_forwarded_properties(p);
   metrics().wills_published.inc();
   MessagePtr shared = std::move(message);
   if (auto& events = gateway_.hooks().events) events->on_publish(*owner, shared);

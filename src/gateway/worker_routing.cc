@@ -15,11 +15,6 @@ using mqtt::Version;
 
 namespace {
 
-bool has_forwarded_properties(const mqtt::Properties& p) {
-  return p.payload_format_indicator || p.content_type || p.response_topic || p.correlation_data ||
-         !p.user_properties.empty();
-}
-
 bool is_expired(const Message& m, int64_t now_ms) {
   return m.expires_at_ms != 0 && m.expires_at_ms <= now_ms;
 }
@@ -139,16 +134,7 @@ void Worker::on_publish(Connection& conn, mqtt::Publish& publish) {
     expiry = cfg.message_expiry_max;
   }
   if (expiry != 0) message->expires_at_ms = loop_.now_ms() + int64_t{expiry} * 1000;
-  if (v5 && has_forwarded_properties(publish.properties)) {
-    mqtt::Properties& p = publish.properties;
-    auto props = std::make_unique<MessageProperties>();
-    props->payload_format_indicator = p.payload_format_indicator;
-    props->content_type = std::move(p.content_type);
-    props->response_topic = std::move(p.response_topic);
-    props->correlation_data = std::move(p.correlation_data);
-    props->user_properties = std::move(p.user_properties);
-    message->properties = std::move(props);
-  }
+  if (v5) message->properties = take_forwarded_properties(publish.properties);
   MessagePtr shared = std::move(message);
   if (auto& events = gateway_.hooks().events) events->on_publish(conn.info_, shared);
   if (shared->retain) gateway_.retained().put(shared);
