@@ -302,6 +302,9 @@ class Worker {
   void apply_subscription(Session& session, const Session::Subscription& sub);
   void remove_subscription(Session& session, const std::string& filter);
   unsigned shared_home(std::string_view group, std::string_view filter) const;
+  // Tells the home workers of the session's shared groups that it went
+  // online or offline, so that members with a connection are preferred.
+  void announce_shared_presence(Session& session, bool online);
   void send_retained(Session& session, const std::string& filter,
                      const mqtt::SubscribeOptions& options, uint32_t subscription_id);
   uint16_t next_packet_id(Session& session);

@@ -98,6 +98,19 @@ bool TopicTree::add_shared(std::string_view group, std::string_view filter, Shar
   return false;
 }
 
+void TopicTree::set_shared_online(std::string_view group, std::string_view filter,
+                                  std::string_view client_id, uint64_t session_serial,
+                                  bool online) {
+  Node* node = find(filter);
+  if (node == nullptr) return;
+  for (auto& g : node->groups) {
+    if (g->name != group) continue;
+    for (SharedMember& m : g->members) {
+      if (m.client_id == client_id && m.session_serial == session_serial) m.online = online;
+    }
+  }
+}
+
 bool TopicTree::remove_shared(std::string_view group, std::string_view filter,
                               std::string_view client_id, uint64_t session_serial) {
   Node* node = find(filter);

@@ -29,12 +29,24 @@ struct SharedMember {
   uint64_t session_serial;
   mqtt::SubscribeOptions options;
   uint32_t subscription_id;
+  bool online = true;  // the member's session has a connection
 };
 
 struct SharedGroup {
   std::string name;
   std::vector<SharedMember> members;
   size_t next = 0;  // round-robin cursor
+
+  // The next member round-robin, preferring connected ones; an offline
+  // persistent member is chosen only when none is online (it then queues).
+  const SharedMember* pick() {
+    if (members.empty()) return nullptr;
+    for (size_t i = 0; i < members.size(); ++i) {
+      const SharedMember& m = members[next++ % members.size()];
+      if (m.online) return &m;
+    }
+    return &members[next++ % members.size()];
+  }
 };
 
 class TopicTree {
@@ -50,6 +62,11 @@ class TopicTree {
   // Removes the member whose client id and serial match; true if found.
   bool remove_shared(std::string_view group, std::string_view filter, std::string_view client_id,
                      uint64_t session_serial);
+
+  // Marks the member (client id and serial) of `group` on `filter` as online
+  // or offline; no-op if it is not a member.
+  void set_shared_online(std::string_view group, std::string_view filter,
+                         std::string_view client_id, uint64_t session_serial, bool online);
 
   // Calls on_subscriber(const Subscriber&) for every matching subscription and
   // on_group(SharedGroup&) for every matching shared group.

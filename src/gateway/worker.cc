@@ -543,7 +543,10 @@ void Worker::finish_connect(uint64_t conn_id, AuthResult result) {
                 conn.info_.listener, static_cast<int>(connect->version), connect->clean_start,
                 session_present, keepalive);
   if (auto& events = gateway_.hooks().events) events->on_connected(conn.info_, session_present);
-  if (session_present) resume_session(*session);
+  if (session_present) {
+    announce_shared_presence(*session, true);
+    resume_session(*session);
+  }
   conn.update_interest();
   conn.process_buffered();
 }
@@ -588,6 +591,7 @@ void Worker::on_connection_closed(Connection& conn, DisconnectReason why,
   if (auto& events = gateway_.hooks().events) events->on_disconnected(conn.info_, why);
   session->connection = nullptr;
   if (conn.clean_disconnect_) session->clear_will();
+  announce_shared_presence(*session, false);
   session_offline(*session);
 }
 

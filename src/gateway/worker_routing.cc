@@ -177,8 +177,9 @@ void Worker::route_local(const MessagePtr& message) {
                                  sub.options.retain_as_published, sub.subscription_id});
       },
       [&](SharedGroup& group) {
-        if (group.members.empty()) return;
-        const SharedMember& member = group.members[group.next++ % group.members.size()];
+        const SharedMember* picked = group.pick();
+        if (picked == nullptr) return;
+        const SharedMember& member = *picked;
         if (member.worker == index_) {
           Session* s = find_session(member.client_id);
           if (s == nullptr || s->serial != member.session_serial) return;
@@ -514,6 +515,24 @@ void Worker::apply_subscription(Session& session, const Session::Subscription& s
   if (!tree_.subscribe(sub.filter, Subscriber{&session, sub.options, sub.subscription_id})) {
     subscription_count_.fetch_add(1, std::memory_order_relaxed);
     metrics().subscriptions.add(1);
+  }
+}
+
+void Worker::announce_shared_presence(Session& session, bool online) {
+  for (const Session::Subscription& sub : session.subscriptions) {
+    bool valid = true;
+    auto shared = mqtt::parse_shared_subscription(sub.filter, valid);
+    if (!shared) continue;
+    Worker& home = gateway_.worker(shared_home(shared->group, shared->filter));
+    auto apply = [&home, group = std::string(shared->group), filter = std::string(shared->filter),
+                  client_id = session.client_id, serial = session.serial, online] {
+      home.tree_.set_shared_online(group, filter, client_id, serial, online);
+    };
+    if (&home == this) {
+      apply();
+    } else {
+      home.loop().post(apply);
+    }
   }
 }
 

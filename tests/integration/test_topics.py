@@ -153,6 +153,26 @@ class SharedSubscriptions(ServerTestCase):
             self.assertEqual(got, list(range(10)))
             self.assertTrue(a.messages and b.messages)
 
+    def test_offline_persistent_member_is_skipped_while_another_is_online(self):
+        # Like EMQX: messages go to connected members; an offline persistent
+        # member would only hold them in its queue.
+        server = self.start_server()
+        away = PahoClient(server, "away", protocol=V311, clean=False)
+        here = PahoClient(server, "here")
+        self.addCleanup(away.close)
+        self.addCleanup(here.close)
+        away.subscribe("$share/g/pay/t", 1)
+        here.subscribe("$share/g/pay/t", 1)
+        server.wait_subscriptions(2)
+        away.disconnect()
+        from harness import wait_until
+        wait_until(lambda: server.metric("counterlink_mqtt_connections") == 1,
+                   message="the server saw the member leave")
+        with PahoClient(server, "p") as p:
+            for i in range(10):
+                p.publish("pay/t", str(i).encode(), qos=1)
+        self.assertEqual(sorted(int(m.payload) for m in here.wait_messages(10)), list(range(10)))
+
     def test_member_leaving_group_gets_no_more(self):
         server = self.start_server()
         stay = PahoClient(server, "stay")
