@@ -49,7 +49,7 @@ bench: build
 	bench/compare
 
 format:
-	find src tests fuzz -name '*.cc' -o -name '*.h' | xargs clang-format -i
+	git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' 'fuzz/*.cc' | xargs clang-format -i
 
 clean:
 	rm -rf build

@@ -1,12 +1,13 @@
 // counterlink: one binary, several roles (see docs and DESIGN.md).
-#include <CLI/CLI.hpp>
-
 #include <cstring>
 #include <iostream>
 
-#include "commands.h"
+#include <CLI/CLI.hpp>
+
 #include "counterlink/bench/bench.h"
 #include "counterlink/version.h"
+
+#include "commands.h"
 
 int main(int argc, char** argv) {
   // The load generator parses its own options (see `counterlink bench --help`).
@@ -22,8 +23,9 @@ int main(int argc, char** argv) {
   CLI::App* serve_cmd = app.add_subcommand("serve", "Run the server (device gateway)");
   serve_cmd->add_option("-c,--config", serve.config_file, "YAML configuration file")
       ->check(CLI::ExistingFile);
-  serve_cmd->add_option("--set", serve.overrides,
-                        "Override a configuration key, e.g. --set gateway.max_connections=5000")
+  serve_cmd
+      ->add_option("--set", serve.overrides,
+                   "Override a configuration key, e.g. --set gateway.max_connections=5000")
       ->take_all();
   serve_cmd->add_flag("--print-config", serve.print_config,
                       "Print the effective configuration as YAML and exit");

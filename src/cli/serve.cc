@@ -1,19 +1,19 @@
-#include <signal.h>
-
-#include <spdlog/spdlog.h>
-
 #include <atomic>
 #include <cstdlib>
-#include <memory>
 #include <iostream>
+#include <memory>
 #include <stdexcept>
 
-#include "cli/config.h"
-#include "commands.h"
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
 #include "counterlink/gateway/gateway.h"
 #include "counterlink/obs/log.h"
 #include "counterlink/obs/ops_server.h"
 #include "counterlink/version.h"
+
+#include "cli/config.h"
+#include "commands.h"
 
 extern char** environ;
 
@@ -22,7 +22,8 @@ namespace {
 
 std::vector<std::string> environment() {
   std::vector<std::string> env;
-  for (char** e = environ; e && *e; ++e) env.emplace_back(*e);
+  for (char** e = environ; e && *e; ++e)
+    env.emplace_back(*e);
   return env;
 }
 

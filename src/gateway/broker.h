@@ -30,6 +30,7 @@
 #include "counterlink/gateway/gateway.h"
 #include "counterlink/gateway/hooks.h"
 #include "counterlink/mqtt/codec.h"
+
 #include "event_loop.h"
 #include "gateway_metrics.h"
 #include "retained.h"
@@ -93,7 +94,8 @@ struct Session {
 
   // The will of the current (or last) connection.
   std::unique_ptr<mqtt::Will> will;
-  std::unique_ptr<ClientInfo> will_client;  // who set it (with `will` only: idle sessions stay small)
+  std::unique_ptr<ClientInfo>
+      will_client;  // who set it (with `will` only: idle sessions stay small)
   void clear_will() {
     will.reset();
     will_client.reset();
@@ -101,7 +103,7 @@ struct Session {
   EventLoop::TimerId will_timer = 0;
 
   // Flow control negotiated with the current connection.
-  uint16_t send_window = 0;            // min(client Receive Maximum, max_inflight)
+  uint16_t send_window = 0;             // min(client Receive Maximum, max_inflight)
   uint32_t client_max_packet_size = 0;  // 0 = no limit from the client
 };
 
@@ -157,15 +159,15 @@ class Connection : public IoHandler {
   State state_ = State::kAwaitConnect;
   mqtt::Version version_ = mqtt::Version::kV311;
   bool dirty_ = false;
-  uint32_t registered_events_ = 0;  // what epoll currently watches
-  bool clean_disconnect_ = false;  // DISCONNECT 0x00 received: no will
+  uint32_t registered_events_ = 0;   // what epoll currently watches
+  bool clean_disconnect_ = false;    // DISCONNECT 0x00 received: no will
   bool assigned_client_id_ = false;  // the server chose the client id
   Session* session_ = nullptr;
   ClientInfo info_;
   int64_t accepted_ms_ = 0;
   int64_t last_rx_ms_ = 0;
-  uint32_t keepalive_ms_ = 0;   // 1.5 x negotiated keep alive; 0 = none
-  uint32_t max_packet_size_;    // inbound limit (ours)
+  uint32_t keepalive_ms_ = 0;  // 1.5 x negotiated keep alive; 0 = none
+  uint32_t max_packet_size_;   // inbound limit (ours)
   uint16_t topic_alias_max_ = 0;
   std::vector<std::string> topic_aliases_;  // inbound, index = alias - 1
   // CONNECT of a client whose session lives on another worker: set while
@@ -203,7 +205,8 @@ class EncodeCache {
   EncodedVariant& get(const MessagePtr& message, bool v5, uint8_t qos, bool retain) {
     if (message != current_) {
       current_ = message;  // holding a reference keeps the address unique
-      for (auto& v : variants_) v.valid = false;
+      for (auto& v : variants_)
+        v.valid = false;
     }
     return variants_[(v5 ? 6 : 0) + qos * 2 + (retain ? 1 : 0)];
   }

@@ -1,7 +1,6 @@
+#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <unistd.h>
-
-#include <spdlog/spdlog.h>
 
 #include "broker.h"
 
@@ -216,8 +215,8 @@ void Connection::handle_packet(mqtt::Packet& packet) {
     case PacketType::kAuth: {
       // Enhanced authentication is never negotiated (no Authentication
       // Method is accepted at CONNECT), so AUTH is out of place.
-      mqtt::DecodeError error{ReasonCode::kProtocolError,
-                              "AUTH without an authentication method", {}};
+      mqtt::DecodeError error{
+          ReasonCode::kProtocolError, "AUTH without an authentication method", {}};
       protocol_error(error);
       return;
     }
@@ -225,10 +224,10 @@ void Connection::handle_packet(mqtt::Packet& packet) {
     case PacketType::kSuback:
     case PacketType::kUnsuback:
     case PacketType::kPingresp: {
-      mqtt::DecodeError error{ReasonCode::kProtocolError,
-                              std::string("a client must not send ") +
-                                  mqtt::to_string(mqtt::type_of(packet)),
-                              {}};
+      mqtt::DecodeError error{
+          ReasonCode::kProtocolError,
+          std::string("a client must not send ") + mqtt::to_string(mqtt::type_of(packet)),
+          {}};
       protocol_error(error);
       return;
     }

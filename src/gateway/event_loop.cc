@@ -1,15 +1,15 @@
 #include "event_loop.h"
 
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <time.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <thread>
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
 
 namespace counterlink::gateway {
 namespace {
@@ -20,7 +20,8 @@ uint64_t current_thread_key() {
 
 EventLoop::EventLoop() {
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
-  if (epoll_fd_ < 0) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
+  if (epoll_fd_ < 0)
+    throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
   epoll_event ev{};
@@ -80,7 +81,9 @@ void EventLoop::modify(int fd, uint32_t events, IoHandler* handler) {
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
 }
 
-void EventLoop::remove(int fd) { ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+void EventLoop::remove(int fd) {
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+}
 
 EventLoop::TimerId EventLoop::add_timer(int64_t delay_ms, Task task) {
   TimerId id = next_timer_id_++;
@@ -89,7 +92,9 @@ EventLoop::TimerId EventLoop::add_timer(int64_t delay_ms, Task task) {
   return id;
 }
 
-void EventLoop::cancel_timer(TimerId id) { timer_tasks_.erase(id); }
+void EventLoop::cancel_timer(TimerId id) {
+  timer_tasks_.erase(id);
+}
 
 void EventLoop::drain_wakeup() {
   uint64_t value;
@@ -103,7 +108,8 @@ void EventLoop::run_tasks() {
     running_tasks_.swap(tasks_);
     wake_pending_ = false;
   }
-  for (auto& task : running_tasks_) task();
+  for (auto& task : running_tasks_)
+    task();
   running_tasks_.clear();
 }
 

@@ -67,7 +67,9 @@ class EventLoop {
   struct Timer {
     int64_t due_ms;
     TimerId id;
-    bool operator>(const Timer& o) const { return due_ms > o.due_ms || (due_ms == o.due_ms && id > o.id); }
+    bool operator>(const Timer& o) const {
+      return due_ms > o.due_ms || (due_ms == o.due_ms && id > o.id);
+    }
   };
 
   int epoll_fd_ = -1;
@@ -78,9 +80,9 @@ class EventLoop {
   std::atomic<uint64_t> thread_id_{0};
 
   std::mutex tasks_mutex_;
-  std::vector<Task> tasks_;         // guarded by tasks_mutex_
-  bool wake_pending_ = false;       // guarded by tasks_mutex_: an eventfd write is outstanding
-  std::vector<Task> running_tasks_; // loop thread only
+  std::vector<Task> tasks_;          // guarded by tasks_mutex_
+  bool wake_pending_ = false;        // guarded by tasks_mutex_: an eventfd write is outstanding
+  std::vector<Task> running_tasks_;  // loop thread only
 
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   std::unordered_map<TimerId, Task> timer_tasks_;

@@ -1,16 +1,15 @@
 #include "counterlink/gateway/gateway.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <spdlog/spdlog.h>
-
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "static_access.h"
@@ -72,10 +71,14 @@ uint16_t bound_port(int fd) {
 
 const char* kind_name(ListenerKind kind) {
   switch (kind) {
-    case ListenerKind::kTcp: return "tcp";
-    case ListenerKind::kTls: return "tls";
-    case ListenerKind::kWebSocket: return "ws";
-    case ListenerKind::kWebSocketTls: return "wss";
+    case ListenerKind::kTcp:
+      return "tcp";
+    case ListenerKind::kTls:
+      return "tls";
+    case ListenerKind::kWebSocket:
+      return "ws";
+    case ListenerKind::kWebSocketTls:
+      return "wss";
   }
   return "?";
 }
@@ -84,12 +87,18 @@ const char* kind_name(ListenerKind kind) {
 
 const char* to_string(DeliverStatus status) {
   switch (status) {
-    case DeliverStatus::kSent: return "sent";
-    case DeliverStatus::kQueued: return "queued";
-    case DeliverStatus::kOffline: return "offline";
-    case DeliverStatus::kNoSession: return "no_session";
-    case DeliverStatus::kQueueFull: return "queue_full";
-    case DeliverStatus::kTooLarge: return "too_large";
+    case DeliverStatus::kSent:
+      return "sent";
+    case DeliverStatus::kQueued:
+      return "queued";
+    case DeliverStatus::kOffline:
+      return "offline";
+    case DeliverStatus::kNoSession:
+      return "no_session";
+    case DeliverStatus::kQueueFull:
+      return "queue_full";
+    case DeliverStatus::kTooLarge:
+      return "too_large";
   }
   return "unknown";
 }
@@ -104,10 +113,13 @@ GatewayImpl::GatewayImpl(GatewayConfig config, Hooks hooks)
   if (!authorizer_) authorizer_ = std::make_shared<StaticAuthorizer>(config_);
   unsigned n = config_.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i, n));
+  for (unsigned i = 0; i < n; ++i)
+    workers_.push_back(std::make_unique<Worker>(*this, i, n));
 }
 
-GatewayImpl::~GatewayImpl() { stop(); }
+GatewayImpl::~GatewayImpl() {
+  stop();
+}
 
 unsigned GatewayImpl::worker_for(std::string_view client_id) const {
   return static_cast<unsigned>(std::hash<std::string_view>{}(client_id) % workers_.size());
@@ -132,7 +144,8 @@ void GatewayImpl::start() {
     spdlog::info("listener.started name={} kind={} bind={} port={} workers={}", lc.name,
                  kind_name(lc.kind), lc.bind, port, workers_.size());
   }
-  for (auto& worker : workers_) worker->start_thread();
+  for (auto& worker : workers_)
+    worker->start_thread();
   started_ = true;
 }
 
@@ -143,8 +156,10 @@ void GatewayImpl::stop() {
     Worker* w = worker.get();
     w->loop().post([w] { w->shutdown(); });
   }
-  for (auto& worker : workers_) worker->loop().stop();
-  for (auto& worker : workers_) worker->join();
+  for (auto& worker : workers_)
+    worker->loop().stop();
+  for (auto& worker : workers_)
+    worker->join();
   spdlog::info("gateway.stopped");
 }
 
@@ -153,12 +168,20 @@ void GatewayImpl::stop() {
 Gateway::Gateway(GatewayConfig config, Hooks hooks)
     : impl_(std::make_unique<GatewayImpl>(std::move(config), std::move(hooks))) {}
 
-Gateway::~Gateway() { impl_->stop(); }
+Gateway::~Gateway() {
+  impl_->stop();
+}
 
-void Gateway::start() { impl_->start(); }
-void Gateway::stop() { impl_->stop(); }
+void Gateway::start() {
+  impl_->start();
+}
+void Gateway::stop() {
+  impl_->stop();
+}
 
-std::vector<ListenerAddress> Gateway::listeners() const { return impl_->listeners(); }
+std::vector<ListenerAddress> Gateway::listeners() const {
+  return impl_->listeners();
+}
 
 void Gateway::deliver(const std::string& client_id, MessagePtr message,
                       std::function<void(DeliverStatus)> done) {

@@ -2,46 +2,71 @@
 
 namespace counterlink::gateway {
 namespace {
-obs::Registry& reg() { return obs::metrics(); }
+obs::Registry& reg() {
+  return obs::metrics();
+}
 }  // namespace
 
 const char* to_string(DropReason reason) {
   switch (reason) {
-    case DropReason::kQueueFull: return "queue_full";
-    case DropReason::kExpired: return "expired";
-    case DropReason::kTooLarge: return "too_large";
-    case DropReason::kSlowConsumer: return "slow_consumer";
-    case DropReason::kSessionEnded: return "session_ended";
-    case DropReason::kCount: break;
+    case DropReason::kQueueFull:
+      return "queue_full";
+    case DropReason::kExpired:
+      return "expired";
+    case DropReason::kTooLarge:
+      return "too_large";
+    case DropReason::kSlowConsumer:
+      return "slow_consumer";
+    case DropReason::kSessionEnded:
+      return "session_ended";
+    case DropReason::kCount:
+      break;
   }
   return "unknown";
 }
 
 const char* to_string(Limit limit) {
   switch (limit) {
-    case Limit::kMaxConnections: return "max_connections";
-    case Limit::kMaxPacketSize: return "max_packet_size";
-    case Limit::kReceiveMaximum: return "receive_maximum";
-    case Limit::kMaxInflight: return "max_inflight";
-    case Limit::kMaxQueued: return "max_queued_messages";
-    case Limit::kConnectTimeout: return "connect_timeout";
-    case Limit::kTopicAliasMaximum: return "topic_alias_maximum";
-    case Limit::kCount: break;
+    case Limit::kMaxConnections:
+      return "max_connections";
+    case Limit::kMaxPacketSize:
+      return "max_packet_size";
+    case Limit::kReceiveMaximum:
+      return "receive_maximum";
+    case Limit::kMaxInflight:
+      return "max_inflight";
+    case Limit::kMaxQueued:
+      return "max_queued_messages";
+    case Limit::kConnectTimeout:
+      return "connect_timeout";
+    case Limit::kTopicAliasMaximum:
+      return "topic_alias_maximum";
+    case Limit::kCount:
+      break;
   }
   return "unknown";
 }
 
 const char* to_string(DisconnectReason reason) {
   switch (reason) {
-    case DisconnectReason::kClientDisconnect: return "client_disconnect";
-    case DisconnectReason::kConnectionLost: return "connection_lost";
-    case DisconnectReason::kKeepAliveTimeout: return "keepalive_timeout";
-    case DisconnectReason::kProtocolViolation: return "protocol_violation";
-    case DisconnectReason::kTakenOver: return "taken_over";
-    case DisconnectReason::kServerShutdown: return "server_shutdown";
-    case DisconnectReason::kAdministrative: return "administrative";
-    case DisconnectReason::kPacketTooLarge: return "packet_too_large";
-    case DisconnectReason::kNotAuthorized: return "not_authorized";
+    case DisconnectReason::kClientDisconnect:
+      return "client_disconnect";
+    case DisconnectReason::kConnectionLost:
+      return "connection_lost";
+    case DisconnectReason::kKeepAliveTimeout:
+      return "keepalive_timeout";
+    case DisconnectReason::kProtocolViolation:
+      return "protocol_violation";
+    case DisconnectReason::kTakenOver:
+      return "taken_over";
+    case DisconnectReason::kServerShutdown:
+      return "server_shutdown";
+    case DisconnectReason::kAdministrative:
+      return "administrative";
+    case DisconnectReason::kPacketTooLarge:
+      return "packet_too_large";
+    case DisconnectReason::kNotAuthorized:
+      return "not_authorized";
   }
   return "unknown";
 }
@@ -71,8 +96,8 @@ GatewayMetrics::GatewayMetrics()
                                     {{"kind", "protocol_error"}})),
       takeovers(reg().counter("counterlink_mqtt_session_takeovers_total",
                               "Connections replaced by a new one with the same client id")),
-      wills_published(reg().counter("counterlink_mqtt_wills_published_total",
-                                    "Will messages published")) {
+      wills_published(
+          reg().counter("counterlink_mqtt_wills_published_total", "Will messages published")) {
   for (int q = 0; q < 3; ++q) {
     received[q] = &reg().counter("counterlink_mqtt_messages_received_total",
                                  "PUBLISH packets received from clients, by QoS",
@@ -92,9 +117,9 @@ GatewayMetrics::GatewayMetrics()
                                {{"limit", to_string(static_cast<Limit>(i))}});
   }
   for (size_t i = 0; i < disconnects.size(); ++i) {
-    disconnects[i] = &reg().counter("counterlink_mqtt_disconnects_total",
-                                    "Closed client connections, by reason",
-                                    {{"reason", to_string(static_cast<DisconnectReason>(i))}});
+    disconnects[i] =
+        &reg().counter("counterlink_mqtt_disconnects_total", "Closed client connections, by reason",
+                       {{"reason", to_string(static_cast<DisconnectReason>(i))}});
   }
 }
 

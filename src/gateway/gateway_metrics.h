@@ -22,8 +22,8 @@ const char* to_string(DropReason reason);
 enum class Limit : uint8_t {
   kMaxConnections,
   kMaxPacketSize,
-  kReceiveMaximum,   // a client exceeded our Receive Maximum
-  kMaxInflight,      // a message waited because the send window was full
+  kReceiveMaximum,  // a client exceeded our Receive Maximum
+  kMaxInflight,     // a message waited because the send window was full
   kMaxQueued,
   kConnectTimeout,
   kTopicAliasMaximum,

@@ -21,7 +21,8 @@ size_t RetainedStore::erase_locked(std::string_view topic, int64_t only_expired_
   size_t start = 0;
   while (true) {
     size_t slash = topic.find('/', start);
-    std::string_view level = topic.substr(start, slash == std::string_view::npos ? slash : slash - start);
+    std::string_view level =
+        topic.substr(start, slash == std::string_view::npos ? slash : slash - start);
     auto it = node->children.find(level);
     if (it == node->children.end()) return count_;
     path.emplace_back(node, level);
@@ -51,8 +52,8 @@ size_t RetainedStore::put(const MessagePtr& message) {
   size_t start = 0;
   while (true) {
     size_t slash = topic.find('/', start);
-    std::string_view level = std::string_view(topic).substr(
-        start, slash == std::string::npos ? slash : slash - start);
+    std::string_view level =
+        std::string_view(topic).substr(start, slash == std::string::npos ? slash : slash - start);
     auto it = node->children.find(level);
     if (it == node->children.end()) {
       it = node->children.emplace(std::string(level), std::make_unique<Node>()).first;
@@ -70,7 +71,8 @@ size_t RetainedStore::put(const MessagePtr& message) {
 }
 
 void RetainedStore::collect_all(Node* node, bool first_level, int64_t now_ms,
-                                std::vector<MessagePtr>& out, std::vector<std::string>& expired_topics) {
+                                std::vector<MessagePtr>& out,
+                                std::vector<std::string>& expired_topics) {
   for (auto& [key, child] : node->children) {
     if (first_level && !key.empty() && key.front() == '$') continue;
     if (child->message) {
@@ -135,7 +137,8 @@ std::vector<MessagePtr> RetainedStore::match(std::string_view filter, int64_t no
   }
   if (!expired_topics.empty()) {
     std::unique_lock lock(mutex_);
-    for (const auto& t : expired_topics) erase_locked(t, now_ms);
+    for (const auto& t : expired_topics)
+      erase_locked(t, now_ms);
   }
   return out;
 }

@@ -31,7 +31,8 @@ class RingQueue {
 
   // Removes the element at position i (0 = front), keeping order.
   void erase(size_t i) {
-    for (size_t j = i; j + 1 < size_; ++j) (*this)[j] = std::move((*this)[j + 1]);
+    for (size_t j = i; j + 1 < size_; ++j)
+      (*this)[j] = std::move((*this)[j + 1]);
     (*this)[size_ - 1] = T();
     if (--size_ == 0) clear();
   }
@@ -45,7 +46,8 @@ class RingQueue {
  private:
   void grow() {
     std::vector<T> next(buf_.empty() ? 4 : buf_.size() * 2);
-    for (size_t i = 0; i < size_; ++i) next[i] = std::move((*this)[i]);
+    for (size_t i = 0; i < size_; ++i)
+      next[i] = std::move((*this)[i]);
     buf_.swap(next);
     head_ = 0;
   }

@@ -43,8 +43,7 @@ bool next_level(std::string_view& s, bool& done, std::string_view& level) {
 // could change the shape of the filter (contains '/', '+' or '#') or a missing
 // username makes the rule not apply. A deny rule substitutes the value as it
 // is: that can only widen what it denies.
-bool expand(const std::string& pattern, const ClientInfo& client, bool literal,
-            std::string& out) {
+bool expand(const std::string& pattern, const ClientInfo& client, bool literal, std::string& out) {
   out.clear();
   for (size_t i = 0; i < pattern.size(); ++i) {
     if (pattern[i] == '%' && i + 1 < pattern.size() &&

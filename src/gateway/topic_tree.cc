@@ -9,7 +9,8 @@ TopicTree::Node* TopicTree::find_or_create(std::string_view filter) {
   size_t start = 0;
   while (true) {
     size_t slash = filter.find('/', start);
-    std::string_view level = filter.substr(start, slash == std::string_view::npos ? slash : slash - start);
+    std::string_view level =
+        filter.substr(start, slash == std::string_view::npos ? slash : slash - start);
     auto it = node->children.find(level);
     if (it == node->children.end()) {
       auto child = std::make_unique<Node>();
@@ -31,7 +32,8 @@ TopicTree::Node* TopicTree::find(std::string_view filter) {
   size_t start = 0;
   while (true) {
     size_t slash = filter.find('/', start);
-    std::string_view level = filter.substr(start, slash == std::string_view::npos ? slash : slash - start);
+    std::string_view level =
+        filter.substr(start, slash == std::string_view::npos ? slash : slash - start);
     auto it = node->children.find(level);
     if (it == node->children.end()) return nullptr;
     node = it->second.get();
@@ -119,7 +121,8 @@ bool TopicTree::remove_shared(std::string_view group, std::string_view filter,
     SharedGroup& g = *node->groups[gi];
     if (g.name != group) continue;
     auto it = std::find_if(g.members.begin(), g.members.end(), [&](const SharedMember& m) {
-      return m.client_id == client_id && (session_serial == 0 || m.session_serial == session_serial);
+      return m.client_id == client_id &&
+             (session_serial == 0 || m.session_serial == session_serial);
     });
     if (it == g.members.end()) return false;
     g.members.erase(it);

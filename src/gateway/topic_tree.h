@@ -112,8 +112,10 @@ template <typename OnSubscriber, typename OnGroup>
 void TopicTree::match_level(Node* node, std::string_view rest, bool at_end, bool first_level,
                             OnSubscriber& on_subscriber, OnGroup& on_group) {
   auto emit = [&](Node* n) {
-    for (const Subscriber& s : n->subscribers) on_subscriber(s);
-    for (auto& g : n->groups) on_group(*g);
+    for (const Subscriber& s : n->subscribers)
+      on_subscriber(s);
+    for (auto& g : n->groups)
+      on_group(*g);
   };
   if (node->children.empty()) return;
   // "#" at this level matches the parent level and everything below, except
@@ -127,7 +129,8 @@ void TopicTree::match_level(Node* node, std::string_view rest, bool at_end, bool
   if (at_end) return;
   size_t slash = rest.find('/');
   std::string_view level = rest.substr(0, slash);
-  std::string_view next = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+  std::string_view next =
+      slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
   bool next_at_end = slash == std::string_view::npos;
   auto visit = [&](Node* child) {
     if (next_at_end) {

@@ -8,14 +8,14 @@
 // All sockets are non-blocking. No call blocks; "would block" is a status.
 #pragma once
 
-#include <openssl/types.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include <openssl/types.h>
 
 #include "counterlink/gateway/config.h"
 

@@ -1,19 +1,19 @@
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <random>
 
-#include "broker.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "counterlink/mqtt/topic.h"
+
+#include "broker.h"
 
 namespace counterlink::gateway {
 
@@ -35,8 +35,8 @@ size_t slow_consumer_bytes(const GatewayConfig& config) {
 // Frames are streamed, not buffered, so a large limit costs no memory; a
 // client may legally batch several MQTT packets into one frame.
 uint32_t websocket_frame_limit(const GatewayConfig& config) {
-  return static_cast<uint32_t>(std::min<uint64_t>(0xFFFFFFFFu,
-                                                  std::max<uint64_t>(16u << 20, 4ull * config.max_packet_size)));
+  return static_cast<uint32_t>(std::min<uint64_t>(
+      0xFFFFFFFFu, std::max<uint64_t>(16u << 20, 4ull * config.max_packet_size)));
 }
 
 std::string format_address(const sockaddr_storage& addr) {
@@ -62,8 +62,10 @@ std::string random_client_id() {
   static const char* kHex = "0123456789abcdef";
   std::string id = "auto-";
   uint64_t a = rng(), b = rng();
-  for (int i = 0; i < 16; ++i) id += kHex[(a >> (i * 4)) & 0xF];
-  for (int i = 0; i < 8; ++i) id += kHex[(b >> (i * 4)) & 0xF];
+  for (int i = 0; i < 16; ++i)
+    id += kHex[(a >> (i * 4)) & 0xF];
+  for (int i = 0; i < 8; ++i)
+    id += kHex[(b >> (i * 4)) & 0xF];
   return id;
 }
 
@@ -122,7 +124,8 @@ Worker::Worker(GatewayImpl& gateway, unsigned index, unsigned worker_count)
     flush_outboxes();
     flush_dirty();
     encode_cache_.clear();
-    for (Connection* c : graveyard_) delete c;
+    for (Connection* c : graveyard_)
+      delete c;
     graveyard_.clear();
   });
 }
@@ -134,11 +137,16 @@ Worker::~Worker() {
     detach(c);
     delete c;
   }
-  for (Connection* c : graveyard_) delete c;
+  for (Connection* c : graveyard_)
+    delete c;
 }
 
-const GatewayConfig& Worker::config() const { return gateway_.config(); }
-GatewayMetrics& Worker::metrics() { return gateway_.metrics(); }
+const GatewayConfig& Worker::config() const {
+  return gateway_.config();
+}
+GatewayMetrics& Worker::metrics() {
+  return gateway_.metrics();
+}
 
 void Worker::start_thread() {
   thread_ = std::thread([this] {
@@ -160,7 +168,8 @@ void Worker::add_listener(int fd, const ListenerConfig& config, const TlsContext
 
 void Worker::shutdown() {
   shutting_down_ = true;
-  for (auto& l : listeners_) l->close_socket();
+  for (auto& l : listeners_)
+    l->close_socket();
   for (Connection* c = connections_; c != nullptr;) {
     Connection* next = c->next_;
     c->disconnect(ReasonCode::kServerShuttingDown, DisconnectReason::kServerShutdown,
@@ -200,9 +209,10 @@ void Worker::accept_ready(ListenerHandler& listener) {
     if (fd < 0) {
       if (errno == EINTR) continue;
       if (errno == EMFILE || errno == ENFILE) {
-        spdlog::warn("listener.accept_failed listener={} error=\"{}\" hint=\"raise the open-files "
-                     "limit (ulimit -n) or lower gateway.max_connections\"",
-                     listener.config().name, std::strerror(errno));
+        spdlog::warn(
+            "listener.accept_failed listener={} error=\"{}\" hint=\"raise the open-files "
+            "limit (ulimit -n) or lower gateway.max_connections\"",
+            listener.config().name, std::strerror(errno));
       }
       return;
     }
@@ -217,8 +227,12 @@ void Worker::accept_ready(ListenerHandler& listener) {
     std::unique_ptr<Transport> transport;
     const ListenerConfig& lc = listener.config();
     switch (lc.kind) {
-      case ListenerKind::kTcp: transport = make_tcp_transport(fd); break;
-      case ListenerKind::kTls: transport = make_tls_transport(fd, *listener.tls()); break;
+      case ListenerKind::kTcp:
+        transport = make_tcp_transport(fd);
+        break;
+      case ListenerKind::kTls:
+        transport = make_tls_transport(fd, *listener.tls());
+        break;
       case ListenerKind::kWebSocket:
         transport = make_websocket_transport(make_tcp_transport(fd), lc.ws_path,
                                              websocket_frame_limit(cfg));
@@ -236,7 +250,9 @@ void Worker::accept_ready(ListenerHandler& listener) {
   }
 }
 
-void Worker::schedule_delete(Connection* conn) { graveyard_.push_back(conn); }
+void Worker::schedule_delete(Connection* conn) {
+  graveyard_.push_back(conn);
+}
 
 void Worker::flush_dirty() {
   // flush() may close a connection, which never adds to dirty_, so iterating
@@ -262,7 +278,8 @@ void Worker::flush_outboxes() {
       directed_outbox_[w].clear();
       Worker& target = gateway_.worker(w);
       target.loop().post([&target, batch] {
-        for (auto& d : *batch) target.deliver_directed(d);
+        for (auto& d : *batch)
+          target.deliver_directed(d);
       });
     }
   }
@@ -407,8 +424,8 @@ void Worker::continue_connect(Connection& conn, std::unique_ptr<mqtt::Connect> c
       loop_.post([this, id, result = std::move(result)] { finish_connect(id, result); });
     }
   };
-  gateway_.authenticator().authenticate(
-      AuthRequest{conn.info_, conn.pending_connect_->password}, std::move(done));
+  gateway_.authenticator().authenticate(AuthRequest{conn.info_, conn.pending_connect_->password},
+                                        std::move(done));
 }
 
 void Worker::finish_connect(uint64_t conn_id, AuthResult result) {
@@ -431,8 +448,8 @@ void Worker::finish_connect(uint64_t conn_id, AuthResult result) {
   if (session && session->connection) {
     Connection* old = session->connection;
     metrics().takeovers.inc();
-    spdlog::info("client.taken_over client_id={} old_remote={} new_remote={}",
-                 connect->client_id, old->info_.remote_address, conn.info_.remote_address);
+    spdlog::info("client.taken_over client_id={} old_remote={} new_remote={}", connect->client_id,
+                 old->info_.remote_address, conn.info_.remote_address);
     session->connection = nullptr;
     old->session_ = nullptr;
     if (auto& events = gateway_.hooks().events) {
@@ -537,11 +554,11 @@ void Worker::finish_connect(uint64_t conn_id, AuthResult result) {
   conn.state_ = Connection::State::kConnected;
   conn.last_rx_ms_ = loop_.now_ms();
   metrics().connects_accepted.inc();
-  spdlog::debug("client.connected client_id={} username={} remote={} listener={} version={} "
-                "clean_start={} session_present={} keepalive={}",
-                conn.info_.client_id, conn.info_.username, conn.info_.remote_address,
-                conn.info_.listener, static_cast<int>(connect->version), connect->clean_start,
-                session_present, keepalive);
+  spdlog::debug(
+      "client.connected client_id={} username={} remote={} listener={} version={} "
+      "clean_start={} session_present={} keepalive={}",
+      conn.info_.client_id, conn.info_.username, conn.info_.remote_address, conn.info_.listener,
+      static_cast<int>(connect->version), connect->clean_start, session_present, keepalive);
   if (auto& events = gateway_.hooks().events) events->on_connected(conn.info_, session_present);
   if (session_present) {
     announce_shared_presence(*session, true);
@@ -555,8 +572,7 @@ void Worker::finish_connect(uint64_t conn_id, AuthResult result) {
 
 void Worker::on_disconnect_packet(Connection& conn, const mqtt::Disconnect& disconnect) {
   Session* session = conn.session_;
-  if (conn.version_ == Version::kV5 && session &&
-      disconnect.properties.session_expiry_interval) {
+  if (conn.version_ == Version::kV5 && session && disconnect.properties.session_expiry_interval) {
     uint32_t requested = *disconnect.properties.session_expiry_interval;
     if (session->expiry_interval == 0 && requested != 0) {
       mqtt::DecodeError error{ReasonCode::kProtocolError,

@@ -1,11 +1,12 @@
 // The publish path: inbound PUBLISH and acks, routing through the topic tree,
 // per-session flow control, queues and retained messages.
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 
-#include "broker.h"
+#include <spdlog/spdlog.h>
+
 #include "counterlink/mqtt/topic.h"
+
+#include "broker.h"
 
 namespace counterlink::gateway {
 
@@ -40,9 +41,10 @@ void Worker::on_publish(Connection& conn, mqtt::Publish& publish) {
   const bool v5 = conn.version_ == Version::kV5;
 
   if (!publish.properties.subscription_identifiers.empty()) {
-    conn.protocol_error(mqtt::DecodeError{
-        ReasonCode::kProtocolError, "a client PUBLISH must not carry a Subscription Identifier",
-        {}});  // MQTT-3.3.4-6
+    conn.protocol_error(
+        mqtt::DecodeError{ReasonCode::kProtocolError,
+                          "a client PUBLISH must not carry a Subscription Identifier",
+                          {}});  // MQTT-3.3.4-6
     return;
   }
   if (v5 && publish.properties.topic_alias) {
@@ -58,9 +60,10 @@ void Worker::on_publish(Connection& conn, mqtt::Publish& publish) {
     if (!publish.topic.empty()) {
       conn.topic_aliases_[alias - 1] = publish.topic;
     } else if (conn.topic_aliases_[alias - 1].empty()) {
-      conn.protocol_error(mqtt::DecodeError{
-          ReasonCode::kProtocolError,
-          "topic alias " + std::to_string(alias) + " used before it was set", {}});
+      conn.protocol_error(
+          mqtt::DecodeError{ReasonCode::kProtocolError,
+                            "topic alias " + std::to_string(alias) + " used before it was set",
+                            {}});
       return;
     } else {
       publish.topic = conn.topic_aliases_[alias - 1];
@@ -87,9 +90,9 @@ void Worker::on_publish(Connection& conn, mqtt::Publish& publish) {
                                     publish.packet_id) != session.inbound_qos2.end();
   if (publish.qos == 2 && !duplicate_qos2 && session.inbound_qos2.size() >= cfg.receive_maximum) {
     metrics().limit(Limit::kReceiveMaximum);
-    conn.disconnect(ReasonCode::kReceiveMaximumExceeded, DisconnectReason::kProtocolViolation,
-                    "more than " + std::to_string(cfg.receive_maximum) +
-                        " QoS 2 messages unacknowledged");
+    conn.disconnect(
+        ReasonCode::kReceiveMaximumExceeded, DisconnectReason::kProtocolViolation,
+        "more than " + std::to_string(cfg.receive_maximum) + " QoS 2 messages unacknowledged");
     return;
   }
   auto acknowledge = [&](ReasonCode reason) {
@@ -155,7 +158,8 @@ void Worker::route(const MessagePtr& message) {
 }
 
 void Worker::route_remote(std::vector<MessagePtr>& batch) {
-  for (const MessagePtr& m : batch) route_local(m);
+  for (const MessagePtr& m : batch)
+    route_local(m);
 }
 
 void Worker::route_local(const MessagePtr& message) {
@@ -187,9 +191,12 @@ void Worker::route_local(const MessagePtr& message) {
                                           member.options.retain_as_published,
                                           member.subscription_id});
         } else {
-          directed_outbox_[member.worker].push_back(DirectedDelivery{
-              member.client_id, member.session_serial, message, member.options,
-              member.subscription_id, {}});
+          directed_outbox_[member.worker].push_back(DirectedDelivery{member.client_id,
+                                                                     member.session_serial,
+                                                                     message,
+                                                                     member.options,
+                                                                     member.subscription_id,
+                                                                     {}});
         }
       });
   std::vector<uint32_t> ids;
@@ -218,8 +225,8 @@ void Worker::route_local(const MessagePtr& message) {
         if (matches_[j].subscription_id) ids.push_back(matches_[j].subscription_id);
       }
     }
-    deliver_to_session(*first.session, message, first.qos,
-                       first.retain_as_published && m.retain, ids.empty() ? nullptr : &ids);
+    deliver_to_session(*first.session, message, first.qos, first.retain_as_published && m.retain,
+                       ids.empty() ? nullptr : &ids);
     i = j;
   }
 }
@@ -232,10 +239,9 @@ void Worker::deliver_directed(DirectedDelivery& d) {
   }
   std::vector<uint32_t> ids;
   if (d.subscription_id) ids.push_back(d.subscription_id);
-  DeliverStatus status =
-      deliver_to_session(*s, d.message, std::min(d.message->qos, d.options.max_qos),
-                         d.options.retain_as_published && d.message->retain,
-                         ids.empty() ? nullptr : &ids);
+  DeliverStatus status = deliver_to_session(
+      *s, d.message, std::min(d.message->qos, d.options.max_qos),
+      d.options.retain_as_published && d.message->retain, ids.empty() ? nullptr : &ids);
   if (d.done) d.done(status);
 }
 
@@ -320,8 +326,8 @@ bool Worker::send_publish(Session& session, Outbound& out, bool dup) {
   ref.packet_id = out.packet_id;
 
   std::string& buffer = conn.output();
-  const bool simple = !v5 || (out.subscription_ids.empty() && m.expires_at_ms == 0 &&
-                              m.properties == nullptr);
+  const bool simple =
+      !v5 || (out.subscription_ids.empty() && m.expires_at_ms == 0 && m.properties == nullptr);
   if (simple && !dup) {
     // The common case: the same bytes for every subscriber of this variant,
     // encoded once per message and patched with each session's packet id.
@@ -331,7 +337,8 @@ bool Worker::send_publish(Session& session, Outbound& out, bool dup) {
       mqtt::encode(ref, conn.version_, variant.bytes, &variant.packet_id_offset);
       variant.valid = true;
     }
-    if (session.client_max_packet_size != 0 && variant.bytes.size() > session.client_max_packet_size) {
+    if (session.client_max_packet_size != 0 &&
+        variant.bytes.size() > session.client_max_packet_size) {
       drop(session, out, DropReason::kTooLarge);
       return false;
     }
@@ -399,7 +406,8 @@ void Worker::resume_session(Session& session) {
   for (size_t i = 0; i < session.inflight.size();) {
     Outbound& out = session.inflight[i];
     if (out.pubrec_received) {
-      session.connection->send(mqtt::Ack{PacketType::kPubrel, out.packet_id, ReasonCode::kSuccess, {}});
+      session.connection->send(
+          mqtt::Ack{PacketType::kPubrel, out.packet_id, ReasonCode::kSuccess, {}});
     } else if (!send_publish(session, out, true)) {
       // Too large for this connection's Maximum Packet Size (counted as
       // dropped): it will never be acknowledged, so it must leave the window.
@@ -414,11 +422,11 @@ void Worker::resume_session(Session& session) {
 // --- acknowledgements ------------------------------------------------------------
 
 void Worker::ack_not_in_flight(Connection& conn, const mqtt::Ack& ack) {
-  conn.protocol_error(mqtt::DecodeError{
-      ReasonCode::kProtocolError,
-      std::string(mqtt::to_string(ack.type)) + " for packet id " + std::to_string(ack.packet_id) +
-          " which is not in flight",
-      {}});
+  conn.protocol_error(mqtt::DecodeError{ReasonCode::kProtocolError,
+                                        std::string(mqtt::to_string(ack.type)) + " for packet id " +
+                                            std::to_string(ack.packet_id) +
+                                            " which is not in flight",
+                                        {}});
 }
 
 void Worker::complete(Session& session, size_t index) {
@@ -564,11 +572,10 @@ void Worker::remove_subscription(Session& session, const std::string& filter) {
                            session.client_id, session.serial);
     } else {
       Worker& target = gateway_.worker(home);
-      target.loop().post([&target, group = std::string(shared->group),
-                          f = std::string(shared->filter), client_id = session.client_id,
-                          serial = session.serial] {
-        target.remove_shared_member(group, f, client_id, serial);
-      });
+      target.loop().post(
+          [&target, group = std::string(shared->group), f = std::string(shared->filter),
+           client_id = session.client_id,
+           serial = session.serial] { target.remove_shared_member(group, f, client_id, serial); });
     }
   } else if (tree_.unsubscribe(filter, &session)) {
     subscription_count_.fetch_sub(1, std::memory_order_relaxed);
@@ -628,8 +635,9 @@ void Worker::on_subscribe(Connection& conn, mqtt::Subscribe& subscribe) {
       continue;
     }
     ts.options.max_qos = std::min(ts.options.max_qos, cfg.maximum_qos);
-    auto existing = std::find_if(session.subscriptions.begin(), session.subscriptions.end(),
-                                 [&](const Session::Subscription& s) { return s.filter == ts.filter; });
+    auto existing =
+        std::find_if(session.subscriptions.begin(), session.subscriptions.end(),
+                     [&](const Session::Subscription& s) { return s.filter == ts.filter; });
     const bool is_new = existing == session.subscriptions.end();
     Session::Subscription sub{ts.filter, ts.options, subscription_id};
     if (is_new) {

@@ -1,11 +1,11 @@
 #include "counterlink/obs/log.h"
 
+#include <memory>
+#include <stdexcept>
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
-
-#include <memory>
-#include <stdexcept>
 
 namespace counterlink::obs {
 namespace {
@@ -30,11 +30,21 @@ std::string json_escape(const std::string& s) {
   out.reserve(s.size() + 8);
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           static const char* kHex = "0123456789abcdef";
@@ -54,8 +64,8 @@ void init_logging(const LogConfig& config) {
   if (level == spdlog::level::off && config.level != "off") {
     throw std::invalid_argument("log.level: unknown level '" + config.level + "'");
   }
-  auto logger = std::make_shared<spdlog::logger>(
-      "counterlink", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>("counterlink",
+                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (config.format == "json") {
     auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
     formatter->add_flag<JsonMessageFlag>('*').set_pattern(

@@ -28,23 +28,28 @@ std::string render_labels(const Labels& labels) {
 }
 }  // namespace
 
-void set_thread_shard(unsigned index) { t_shard = index % kMetricShards; }
-unsigned thread_shard() { return t_shard; }
+void set_thread_shard(unsigned index) {
+  t_shard = index % kMetricShards;
+}
+unsigned thread_shard() {
+  return t_shard;
+}
 
 uint64_t Counter::value() const {
   uint64_t sum = 0;
-  for (const auto& s : shards_) sum += s.value.load(std::memory_order_relaxed);
+  for (const auto& s : shards_)
+    sum += s.value.load(std::memory_order_relaxed);
   return sum;
 }
 
 int64_t Gauge::value() const {
   int64_t sum = 0;
-  for (const auto& s : shards_) sum += s.value.load(std::memory_order_relaxed);
+  for (const auto& s : shards_)
+    sum += s.value.load(std::memory_order_relaxed);
   return sum;
 }
 
-Counter& Registry::counter(const std::string& name, const std::string& help,
-                           const Labels& labels) {
+Counter& Registry::counter(const std::string& name, const std::string& help, const Labels& labels) {
   std::lock_guard lock(mutex_);
   for (auto& e : entries_) {
     if (e->name == name && e->labels == labels && e->is_counter) return *e->counter;
@@ -80,14 +85,16 @@ std::string Registry::render() const {
   std::lock_guard lock(mutex_);
   // Group samples by family name so HELP/TYPE appear once per family.
   std::map<std::string, std::vector<const Entry*>> families;
-  for (const auto& e : entries_) families[e->name].push_back(e.get());
+  for (const auto& e : entries_)
+    families[e->name].push_back(e.get());
   std::string out;
   for (const auto& [name, list] : families) {
     out += "# HELP " + name + " " + list.front()->help + "\n";
     out += "# TYPE " + name + (list.front()->is_counter ? " counter\n" : " gauge\n");
     for (const Entry* e : list) {
       out += name + render_labels(e->labels) + " ";
-      out += e->is_counter ? std::to_string(e->counter->value()) : std::to_string(e->gauge->value());
+      out +=
+          e->is_counter ? std::to_string(e->counter->value()) : std::to_string(e->gauge->value());
       out += "\n";
     }
   }

@@ -1,15 +1,15 @@
 #include "counterlink/obs/ops_server.h"
 
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <fcntl.h>
-#include <stdexcept>
 
 #include "counterlink/obs/metrics.h"
 
@@ -30,9 +30,9 @@ void write_all(int fd, const std::string& data) {
 
 std::string response(int status, const char* reason, const std::string& content_type,
                      const std::string& body) {
-  return "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Type: " +
-         content_type + "\r\nContent-Length: " + std::to_string(body.size()) +
-         "\r\nConnection: close\r\n\r\n" + body;
+  return "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Type: " + content_type +
+         "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
+         body;
 }
 
 }  // namespace
@@ -40,7 +40,9 @@ std::string response(int status, const char* reason, const std::string& content_
 OpsServer::OpsServer(std::string bind, uint16_t port, std::function<bool()> ready)
     : bind_(std::move(bind)), port_(port), ready_(std::move(ready)) {}
 
-OpsServer::~OpsServer() { stop(); }
+OpsServer::~OpsServer() {
+  stop();
+}
 
 void OpsServer::start() {
   sockaddr_storage addr{};
@@ -138,8 +140,8 @@ void OpsServer::handle(int fd) {
     return;
   }
   if (path == "/metrics") {
-    write_all(fd, response(200, "OK", "text/plain; version=0.0.4; charset=utf-8",
-                           metrics().render()));
+    write_all(fd,
+              response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", metrics().render()));
   } else if (path == "/healthz") {
     write_all(fd, response(200, "OK", "text/plain", "ok\n"));
   } else if (path == "/readyz") {

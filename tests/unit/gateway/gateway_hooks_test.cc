@@ -1,15 +1,15 @@
 // The platform's seams, exercised through the public Gateway API with a real
 // MQTT client (Eclipse Paho C) in the same process.
-#include <MQTTClient.h>
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <atomic>
-#include <future>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <thread>
+
+#include <MQTTClient.h>
+#include <gtest/gtest.h>
 
 #include "counterlink/gateway/gateway.h"
 
@@ -54,7 +54,8 @@ class Recorder : public GatewayEvents {
 class SlowAuthenticator : public Authenticator {
  public:
   ~SlowAuthenticator() override {
-    for (auto& t : threads_) t.join();
+    for (auto& t : threads_)
+      t.join();
   }
   void authenticate(const AuthRequest& request, std::function<void(AuthResult)> done) override {
     bool ok = request.password && *request.password == "good";
@@ -103,7 +104,9 @@ int on_message(void* ctx, char* topic, int topic_len, MQTTClient_message* m) {
   return 1;
 }
 
-void on_lost(void* ctx, char*) { static_cast<Inbox*>(ctx)->lost = true; }
+void on_lost(void* ctx, char*) {
+  static_cast<Inbox*>(ctx)->lost = true;
+}
 
 class GatewayHooksTest : public ::testing::Test {
  protected:
@@ -219,7 +222,8 @@ TEST_F(GatewayHooksTest, AsynchronousAuthenticatorDecidesFromAnotherThread) {
   start(Hooks{std::make_shared<SlowAuthenticator>(), nullptr, events});
   MQTTClient bad;
   Inbox bad_inbox;
-  EXPECT_EQ(connect(bad, bad_inbox, "box-1", true, "bad"), 5) << "3.1.1 return code: not authorized";
+  EXPECT_EQ(connect(bad, bad_inbox, "box-1", true, "bad"), 5)
+      << "3.1.1 return code: not authorized";
   MQTTClient_destroy(&bad);
   MQTTClient good;
   Inbox good_inbox;
@@ -250,7 +254,8 @@ TEST_F(GatewayHooksTest, DisconnectClientClosesTheConnectionAndReportsWhy) {
   ASSERT_TRUE(events->wait_for("connected:speaker-2"));
   gateway_->disconnect_client("speaker-2");
   EXPECT_TRUE(events->wait_for("disconnected:speaker-2:administrative"));
-  for (int i = 0; i < 100 && !inbox.lost; ++i) std::this_thread::sleep_for(20ms);
+  for (int i = 0; i < 100 && !inbox.lost; ++i)
+    std::this_thread::sleep_for(20ms);
   EXPECT_TRUE(inbox.lost) << "the client saw its connection end";
 }
 

@@ -1,8 +1,8 @@
 #include "retained.h"
 
-#include <gtest/gtest.h>
-
 #include <algorithm>
+
+#include <gtest/gtest.h>
 
 namespace counterlink::gateway {
 namespace {
@@ -18,7 +18,8 @@ MessagePtr msg(std::string topic, std::string payload, int64_t expires_at = 0) {
 
 std::vector<std::string> topics(const std::vector<MessagePtr>& ms) {
   std::vector<std::string> out;
-  for (const auto& m : ms) out.push_back(m->topic);
+  for (const auto& m : ms)
+    out.push_back(m->topic);
   std::sort(out.begin(), out.end());
   return out;
 }

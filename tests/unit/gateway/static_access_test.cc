@@ -48,8 +48,8 @@ TEST(StaticAuthenticator, ChecksPlainAndHashedPasswords) {
   GatewayConfig cfg;
   cfg.users.push_back(StaticUser{"alice", "s3cret", ""});
   // sha256("hunter2")
-  cfg.users.push_back(StaticUser{
-      "bob", "", "f52fbd32b2b3b86ff88ef6c490628285f482af15ddcb29541f94bcf526a3f6c7"});
+  cfg.users.push_back(
+      StaticUser{"bob", "", "f52fbd32b2b3b86ff88ef6c490628285f482af15ddcb29541f94bcf526a3f6c7"});
   StaticAuthenticator auth(cfg);
   EXPECT_EQ(authenticate(auth, client("c", "alice"), "s3cret").reason, mqtt::ReasonCode::kSuccess);
   EXPECT_EQ(authenticate(auth, client("c", "alice"), "wrong").reason,

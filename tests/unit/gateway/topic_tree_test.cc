@@ -1,9 +1,9 @@
 #include "topic_tree.h"
 
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <set>
+
+#include <gtest/gtest.h>
 
 #include "broker.h"
 

@@ -66,13 +66,13 @@ class Authorizer {
 
 // Why a connection ended, for callbacks and metrics.
 enum class DisconnectReason : uint8_t {
-  kClientDisconnect,   // DISCONNECT received
-  kConnectionLost,     // socket closed or failed
+  kClientDisconnect,  // DISCONNECT received
+  kConnectionLost,    // socket closed or failed
   kKeepAliveTimeout,
   kProtocolViolation,  // malformed or illegal packet
   kTakenOver,          // same client id connected again
   kServerShutdown,
-  kAdministrative,     // kicked by the platform
+  kAdministrative,  // kicked by the platform
   kPacketTooLarge,
   kNotAuthorized,
 };
@@ -99,9 +99,7 @@ class GatewayEvents {
   }
   // A message with tag != 0 for `client_id` was dropped (expired, queue full,
   // too large for the client, session ended).
-  virtual void on_dropped(std::string_view client_id, uint64_t tag) {
-    (void)client_id, (void)tag;
-  }
+  virtual void on_dropped(std::string_view client_id, uint64_t tag) { (void)client_id, (void)tag; }
 };
 
 }  // namespace counterlink::gateway

@@ -40,7 +40,7 @@ struct DecodeError {
 };
 
 struct FrameHeader {
-  uint8_t first_byte = 0;        // packet type << 4 | flags
+  uint8_t first_byte = 0;         // packet type << 4 | flags
   uint32_t remaining_length = 0;  // bytes after the fixed header
   uint8_t header_size = 0;        // 2..5 bytes of fixed header
   size_t total_size() const { return size_t{header_size} + remaining_length; }

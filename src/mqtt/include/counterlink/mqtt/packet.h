@@ -99,33 +99,33 @@ struct UserProperty {
 // data (correlation data, authentication data) is held in std::string.
 // For 3.1/3.1.1 packets the struct is always empty and is never encoded.
 struct Properties {
-  std::optional<uint8_t> payload_format_indicator;         // 0x01
-  std::optional<uint32_t> message_expiry_interval;         // 0x02
-  std::optional<std::string> content_type;                 // 0x03
-  std::optional<std::string> response_topic;               // 0x08
-  std::optional<std::string> correlation_data;             // 0x09
-  std::vector<uint32_t> subscription_identifiers;          // 0x0B (PUBLISH may carry several)
-  std::optional<uint32_t> session_expiry_interval;         // 0x11
-  std::optional<std::string> assigned_client_identifier;   // 0x12
-  std::optional<uint16_t> server_keep_alive;               // 0x13
-  std::optional<std::string> authentication_method;        // 0x15
-  std::optional<std::string> authentication_data;          // 0x16
-  std::optional<uint8_t> request_problem_information;      // 0x17
-  std::optional<uint32_t> will_delay_interval;             // 0x18
-  std::optional<uint8_t> request_response_information;     // 0x19
-  std::optional<std::string> response_information;         // 0x1A
-  std::optional<std::string> server_reference;             // 0x1C
-  std::optional<std::string> reason_string;                // 0x1F
-  std::optional<uint16_t> receive_maximum;                 // 0x21
-  std::optional<uint16_t> topic_alias_maximum;             // 0x22
-  std::optional<uint16_t> topic_alias;                     // 0x23
-  std::optional<uint8_t> maximum_qos;                      // 0x24
-  std::optional<uint8_t> retain_available;                 // 0x25
-  std::vector<UserProperty> user_properties;               // 0x26
-  std::optional<uint32_t> maximum_packet_size;             // 0x27
-  std::optional<uint8_t> wildcard_subscription_available;  // 0x28
+  std::optional<uint8_t> payload_format_indicator;           // 0x01
+  std::optional<uint32_t> message_expiry_interval;           // 0x02
+  std::optional<std::string> content_type;                   // 0x03
+  std::optional<std::string> response_topic;                 // 0x08
+  std::optional<std::string> correlation_data;               // 0x09
+  std::vector<uint32_t> subscription_identifiers;            // 0x0B (PUBLISH may carry several)
+  std::optional<uint32_t> session_expiry_interval;           // 0x11
+  std::optional<std::string> assigned_client_identifier;     // 0x12
+  std::optional<uint16_t> server_keep_alive;                 // 0x13
+  std::optional<std::string> authentication_method;          // 0x15
+  std::optional<std::string> authentication_data;            // 0x16
+  std::optional<uint8_t> request_problem_information;        // 0x17
+  std::optional<uint32_t> will_delay_interval;               // 0x18
+  std::optional<uint8_t> request_response_information;       // 0x19
+  std::optional<std::string> response_information;           // 0x1A
+  std::optional<std::string> server_reference;               // 0x1C
+  std::optional<std::string> reason_string;                  // 0x1F
+  std::optional<uint16_t> receive_maximum;                   // 0x21
+  std::optional<uint16_t> topic_alias_maximum;               // 0x22
+  std::optional<uint16_t> topic_alias;                       // 0x23
+  std::optional<uint8_t> maximum_qos;                        // 0x24
+  std::optional<uint8_t> retain_available;                   // 0x25
+  std::vector<UserProperty> user_properties;                 // 0x26
+  std::optional<uint32_t> maximum_packet_size;               // 0x27
+  std::optional<uint8_t> wildcard_subscription_available;    // 0x28
   std::optional<uint8_t> subscription_identifier_available;  // 0x29
-  std::optional<uint8_t> shared_subscription_available;    // 0x2A
+  std::optional<uint8_t> shared_subscription_available;      // 0x2A
 
   bool empty() const;
   bool operator==(const Properties&) const = default;
@@ -199,7 +199,7 @@ struct TopicSubscription {
 struct Subscribe {
   uint16_t packet_id = 0;
   std::vector<TopicSubscription> subscriptions;  // never empty once decoded
-  Properties properties;  // subscription identifier, user properties
+  Properties properties;                         // subscription identifier, user properties
   bool operator==(const Subscribe&) const = default;
 };
 
@@ -245,8 +245,8 @@ struct Auth {
   bool operator==(const Auth&) const = default;
 };
 
-using Packet = std::variant<Connect, Connack, Publish, Ack, Subscribe, Suback, Unsubscribe, Unsuback,
-                            Pingreq, Pingresp, Disconnect, Auth>;
+using Packet = std::variant<Connect, Connack, Publish, Ack, Subscribe, Suback, Unsubscribe,
+                            Unsuback, Pingreq, Pingresp, Disconnect, Auth>;
 
 PacketType type_of(const Packet& packet);
 
