@@ -513,7 +513,6 @@ void Worker::finish_connect(uint64_t conn_id, AuthResult result) {
                                : cfg.session_expiry_max ? cfg.session_expiry_max
                                                         : kNeverExpire;
   }
-  if (session->expiry_interval == 0xFFFFFFFF) session->expiry_interval = kNeverExpire;
 
   session->clear_will();
   if (connect->will) {
@@ -596,9 +595,7 @@ void Worker::on_connection_closed(Connection& conn, DisconnectReason why,
   gateway_.open_connections().fetch_sub(1, std::memory_order_relaxed);
   if (previous == Connection::State::kAuthenticating) authenticating_.erase(conn.id_);
   detach(&conn);
-  if (conn.dirty_) {
-    // Leave it in dirty_: flush_dirty() skips closed connections.
-  }
+  // A closed connection may stay in dirty_: flush_dirty() skips it.
   Session* session = conn.session_;
   conn.session_ = nullptr;
   if (session == nullptr || session->connection != &conn) return;
