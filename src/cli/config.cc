@@ -55,8 +55,22 @@ constexpr std::string_view kDevCertHint =
 // ---------------------------------------------------------------------------
 // Known keys, in the order of the schema (used for suggestions and messages).
 
-constexpr std::string_view kRootKeys[] = {"data_dir", "log", "http", "gateway"};
-constexpr std::string_view kHttpKeys[] = {"enabled", "bind", "port"};
+constexpr std::string_view kRootKeys[] = {"node_name", "data_dir", "log",         "http",
+                                          "grpc",      "store",    "security",    "device_auth",
+                                          "gateway"};
+constexpr std::string_view kHttpKeys[] = {"enabled",        "bind",
+                                          "port",           "tls_cert_file",
+                                          "tls_key_file",   "max_body_bytes",
+                                          "max_upload_bytes", "workers",
+                                          "allow_insecure_bearer"};
+constexpr std::string_view kGrpcKeys[] = {"enabled", "bind", "port"};
+constexpr std::string_view kStoreKeys[] = {"url", "pool_size"};
+constexpr std::string_view kSecurityKeys[] = {"master_keys", "active_key",
+                                              "bootstrap_admin_token"};
+constexpr std::string_view kMasterKeyKeys[] = {"id", "key"};
+constexpr std::string_view kDeviceAuthKeys[] = {"enabled", "replay_window_s",
+                                                "max_failures_per_address",
+                                                "max_failures_per_device", "public_host"};
 constexpr std::string_view kLogKeys[] = {"level", "format"};
 constexpr std::string_view kGatewayKeys[] = {"workers",
                                              "listeners",
@@ -128,6 +142,29 @@ bool is_ws_kind(ListenerKind kind) {
 
 // ---------------------------------------------------------------------------
 // Small string helpers.
+
+// True for standard or URL-safe base64 (padding optional) of exactly 32 bytes.
+bool is_base64_of_32_bytes(std::string_view text) {
+  while (!text.empty() && text.back() == '=') text.remove_suffix(1);
+  if (text.size() != 43) return false;  // ceil(32 * 4 / 3)
+  for (char c : text) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '+' || c == '/' || c == '-' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// "postgres://user:secret@host/db" -> "postgres://user:<redacted>@host/db".
+std::string redact_url_password(const std::string& url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  const size_t at = url.find('@', scheme + 3);
+  if (at == std::string::npos) return url;
+  const size_t colon = url.find(':', scheme + 3);
+  if (colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon + 1) + "<redacted>" + url.substr(at);
+}
 
 std::string join_path(std::string_view parent, std::string_view key) {
   if (parent.empty()) return std::string(key);
@@ -638,6 +675,84 @@ class Converter {
       fail(http, "bind", "must be an IPv4 or IPv6 address literal, e.g. 0.0.0.0 or ::");
     }
     read_integer(http, "port", config.http.port, 0, 65535);
+    read_string(http, "tls_cert_file", config.http.tls_cert_file);
+    read_string(http, "tls_key_file", config.http.tls_key_file);
+    if (config.http.tls_cert_file.empty() != config.http.tls_key_file.empty()) {
+      fail(http, config.http.tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file",
+           "tls_cert_file and tls_key_file go together (both set = HTTPS); " +
+               std::string(kDevCertHint));
+    } else if (!config.http.tls_cert_file.empty()) {
+      check_file(http, "tls_cert_file", config.http.tls_cert_file, kDevCertHint);
+      check_file(http, "tls_key_file", config.http.tls_key_file, kDevCertHint);
+    }
+    read_integer(http, "max_body_bytes", config.http.max_body_bytes, 1024, 64 << 20);
+    read_integer(http, "max_upload_bytes", config.http.max_upload_bytes, 1024,
+                 int64_t{16} << 30);
+    read_integer(http, "workers", config.http.workers, 1, 256);
+    read_bool(http, "allow_insecure_bearer", config.http.allow_insecure_bearer);
+
+    const MapView grpc(diag_, top.get("grpc"), "grpc", kGrpcKeys, top.origin());
+    read_bool(grpc, "enabled", config.grpc.enabled);
+    if (read_string(grpc, "bind", config.grpc.bind) && !is_ip_literal(config.grpc.bind)) {
+      fail(grpc, "bind", "must be an IPv4 or IPv6 address literal, e.g. 0.0.0.0 or ::");
+    }
+    read_integer(grpc, "port", config.grpc.port, 0, 65535);
+
+    const MapView store(diag_, top.get("store"), "store", kStoreKeys, top.origin());
+    if (read_string(store, "url", config.store.url) && !config.store.url.empty() &&
+        !config.store.url.starts_with("sqlite://") &&
+        !config.store.url.starts_with("postgres://") &&
+        !config.store.url.starts_with("postgresql://")) {
+      fail(store, "url",
+           "expected sqlite:///path/to/file.db or postgres://user:password@host:5432/db "
+           "(empty = SQLite in the data directory)");
+    }
+    read_integer(store, "pool_size", config.store.pool_size, 1, 256);
+
+    const MapView security(diag_, top.get("security"), "security", kSecurityKeys, top.origin());
+    for_each_item(security, "master_keys",
+                  [&](const ConfigValue& item, const std::string& path, const std::string& origin) {
+                    const MapView k(diag_, &item, path, kMasterKeyKeys, origin);
+                    MasterKey key;
+                    read_string(k, "id", key.id);
+                    read_string(k, "key", key.key);
+                    if (key.id.empty() || key.id.size() > 32) {
+                      fail(k, "id", "required: a short name of 1..32 characters, e.g. k2026a");
+                    }
+                    if (!is_base64_of_32_bytes(key.key)) {
+                      fail(k, "key",
+                           "expected 32 random bytes in base64; create one with: openssl rand "
+                           "-base64 32");
+                    }
+                    config.security.master_keys.push_back(std::move(key));
+                  });
+    if (read_string(security, "active_key", config.security.active_key) &&
+        !config.security.active_key.empty()) {
+      bool known = false;
+      for (const auto& k : config.security.master_keys) known |= k.id == config.security.active_key;
+      if (!known) fail(security, "active_key", "must name one of security.master_keys by its id");
+    }
+    if (read_string(security, "bootstrap_admin_token", config.security.bootstrap_admin_token) &&
+        !config.security.bootstrap_admin_token.empty() &&
+        (!config.security.bootstrap_admin_token.starts_with("ak_") ||
+         config.security.bootstrap_admin_token.find('.') == std::string::npos ||
+         config.security.bootstrap_admin_token.size() < 40)) {
+      fail(security, "bootstrap_admin_token",
+           "expected an operator token \"ak_<id>.<secret>\" (secret of at least 32 "
+           "characters), e.g. from `counterlink admin generate-token`");
+    }
+
+    const MapView device_auth(diag_, top.get("device_auth"), "device_auth", kDeviceAuthKeys,
+                              top.origin());
+    read_bool(device_auth, "enabled", config.device_auth.enabled);
+    read_integer(device_auth, "replay_window_s", config.device_auth.replay_window_s, 10, 86400);
+    read_integer(device_auth, "max_failures_per_address",
+                 config.device_auth.max_failures_per_address, 1, 1000000);
+    read_integer(device_auth, "max_failures_per_device",
+                 config.device_auth.max_failures_per_device, 1, 1000000);
+    read_string(device_auth, "public_host", config.device_auth.public_host);
+
+    read_string(top, "node_name", config.node_name);
 
     convert_gateway(MapView(diag_, top.get("gateway"), "gateway", kGatewayKeys, top.origin()),
                     config.gateway);
@@ -1170,6 +1285,7 @@ AppConfig load_config(const std::string& yaml_file, const std::vector<std::strin
 std::string to_yaml(const AppConfig& config) {
   YAML::Emitter out;
   out << YAML::BeginMap;
+  out << YAML::Key << "node_name" << YAML::Value << config.node_name;
   out << YAML::Key << "data_dir" << YAML::Value << config.data_dir;
   out << YAML::Key << "log" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "level" << YAML::Value << config.log.level;
@@ -1179,6 +1295,43 @@ std::string to_yaml(const AppConfig& config) {
   out << YAML::Key << "enabled" << YAML::Value << config.http.enabled;
   out << YAML::Key << "bind" << YAML::Value << config.http.bind;
   out << YAML::Key << "port" << YAML::Value << config.http.port;
+  out << YAML::Key << "tls_cert_file" << YAML::Value << config.http.tls_cert_file;
+  out << YAML::Key << "tls_key_file" << YAML::Value << config.http.tls_key_file;
+  out << YAML::Key << "max_body_bytes" << YAML::Value << config.http.max_body_bytes;
+  out << YAML::Key << "max_upload_bytes" << YAML::Value
+      << static_cast<unsigned long long>(config.http.max_upload_bytes);
+  out << YAML::Key << "workers" << YAML::Value << config.http.workers;
+  out << YAML::Key << "allow_insecure_bearer" << YAML::Value << config.http.allow_insecure_bearer;
+  out << YAML::EndMap;
+  out << YAML::Key << "grpc" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "enabled" << YAML::Value << config.grpc.enabled;
+  out << YAML::Key << "bind" << YAML::Value << config.grpc.bind;
+  out << YAML::Key << "port" << YAML::Value << config.grpc.port;
+  out << YAML::EndMap;
+  out << YAML::Key << "store" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "url" << YAML::Value << redact_url_password(config.store.url);
+  out << YAML::Key << "pool_size" << YAML::Value << config.store.pool_size;
+  out << YAML::EndMap;
+  out << YAML::Key << "security" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "master_keys" << YAML::Value << YAML::BeginSeq;
+  for (const auto& k : config.security.master_keys) {
+    out << YAML::BeginMap << YAML::Key << "id" << YAML::Value << k.id << YAML::Key << "key"
+        << YAML::Value << std::string(kRedacted) << YAML::EndMap;
+  }
+  out << YAML::EndSeq;
+  out << YAML::Key << "active_key" << YAML::Value << config.security.active_key;
+  out << YAML::Key << "bootstrap_admin_token" << YAML::Value
+      << (config.security.bootstrap_admin_token.empty() ? std::string()
+                                                         : std::string(kRedacted));
+  out << YAML::EndMap;
+  out << YAML::Key << "device_auth" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "enabled" << YAML::Value << config.device_auth.enabled;
+  out << YAML::Key << "replay_window_s" << YAML::Value << config.device_auth.replay_window_s;
+  out << YAML::Key << "max_failures_per_address" << YAML::Value
+      << config.device_auth.max_failures_per_address;
+  out << YAML::Key << "max_failures_per_device" << YAML::Value
+      << config.device_auth.max_failures_per_device;
+  out << YAML::Key << "public_host" << YAML::Value << config.device_auth.public_host;
   out << YAML::EndMap;
   emit_gateway(out, config.gateway);
   out << YAML::EndMap;

@@ -12,17 +12,78 @@
 
 namespace counterlink::cli {
 
-// The HTTP endpoint for operations: /metrics, /healthz, /readyz.
+// The business ingress over HTTP: the REST API under /v1, /v1/openapi.json,
+// and the operations routes /metrics, /healthz, /readyz.
 struct HttpConfig {
   bool enabled = true;
   std::string bind = "0.0.0.0";
   uint16_t port = 8080;  // 0 = pick a free port (tests)
+  std::string tls_cert_file;  // both set = HTTPS on this port
+  std::string tls_key_file;
+  uint32_t max_body_bytes = 1 << 20;     // JSON request bodies
+  uint64_t max_upload_bytes = 256 << 20;  // streamed uploads (bulk import)
+  uint32_t workers = 8;                   // threads running API handlers
+  // Bearer tokens are refused on plain HTTP from non-loopback peers unless
+  // this is set (TLS terminated by a trusted proxy in front of us).
+  bool allow_insecure_bearer = false;
+};
+
+// The business ingress over gRPC: the same services as REST.
+struct GrpcConfig {
+  bool enabled = true;
+  std::string bind = "0.0.0.0";
+  uint16_t port = 9090;  // 0 = pick a free port (tests)
+};
+
+// The system of record.
+struct StoreConfig {
+  // "" = SQLite in <data_dir>/counterlink.db; or sqlite:///path.db, or a
+  // PostgreSQL URL postgres://user:pass@host:5432/db.
+  std::string url;
+  uint32_t pool_size = 8;
+};
+
+// A master key for secrets at rest (device secrets, API signing keys).
+struct MasterKey {
+  std::string id;   // short name, e.g. "k2026a"
+  std::string key;  // 32 bytes, base64
+};
+
+struct SecurityConfig {
+  // Empty = a key generated on first start into <data_dir>/master.key
+  // (embedded mode). Several keys = rotation: all can open, `active_key`
+  // seals.
+  std::vector<MasterKey> master_keys;
+  std::string active_key;  // id; "" = the last listed key
+  // An operator API token ("ak_….secret") ensured to exist at start, e.g.
+  // from a Kubernetes secret. "" = on first start an operator key is
+  // generated into <data_dir>/admin.token.
+  std::string bootstrap_admin_token;
+};
+
+// How devices prove who they are on MQTT (docs/device-protocol.md).
+struct DeviceAuthConfig {
+  // true: devices authenticate with signed credentials or X.509 and are
+  // confined to their topic namespace; static gateway users (if any) still
+  // work for tools. false: only the gateway's static users/ACL apply.
+  bool enabled = true;
+  uint32_t replay_window_s = 300;
+  uint32_t max_failures_per_address = 10;  // per minute, then refused
+  uint32_t max_failures_per_device = 5;    // per minute, then refused
+  // Public address and ports devices use, for connection-info answers; "" =
+  // the host the API was called on.
+  std::string public_host;
 };
 
 struct AppConfig {
+  std::string node_name;  // "" = host name; names this node in presence
   std::string data_dir = "./data";
   obs::LogConfig log;
   HttpConfig http;
+  GrpcConfig grpc;
+  StoreConfig store;
+  SecurityConfig security;
+  DeviceAuthConfig device_auth;
   gateway::GatewayConfig gateway;
 };
 

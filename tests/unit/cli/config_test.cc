@@ -843,14 +843,55 @@ TEST_F(ConfigTest, ShippedDevelopmentConfigMentionsEveryKey) {
   }
 }
 
+TEST_F(ConfigTest, StoreUrlWithUnknownSchemeIsRefusedWithTheAcceptedForms) {
+  const std::string error =
+      error_of([] { load_config("", {}, {"store.url=mysql://db/counterlink"}); });
+  EXPECT_TRUE(Contains(error, "store.url: expected sqlite:///"));
+  EXPECT_TRUE(Contains(error, "postgres://"));
+}
+
+TEST_F(ConfigTest, MasterKeyMustBe32BytesOfBase64AndActiveKeyMustExist) {
+  const std::string error = error_of([] {
+    load_config("", {},
+                {"security.master_keys.0.id=k1", "security.master_keys.0.key=short",
+                 "security.active_key=k9"});
+  });
+  EXPECT_TRUE(Contains(error, "security.master_keys.0.key: expected 32 random bytes"));
+  EXPECT_TRUE(Contains(error, "openssl rand -base64 32"));
+  EXPECT_TRUE(Contains(error, "security.active_key: must name one of"));
+  const AppConfig ok = load_config(
+      "", {},
+      {"security.master_keys.0.id=k1",
+       "security.master_keys.0.key=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="});
+  ASSERT_EQ(ok.security.master_keys.size(), 1u);
+}
+
+TEST_F(ConfigTest, PrintedConfigRedactsMasterKeysAdminTokenAndDatabasePassword) {
+  const AppConfig config = load_config(
+      "", {},
+      {"security.master_keys.0.id=k1",
+       "security.master_keys.0.key=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+       "security.bootstrap_admin_token=ak_0123456789.abcdefghijklmnopqrstuvwxyz0123456789",
+       "store.url=postgres://app:hunter2@db:5432/cl"});
+  const std::string printed = to_yaml(config);
+  EXPECT_EQ(printed.find("MDEyMzQ1"), std::string::npos);
+  EXPECT_EQ(printed.find("abcdefghijklmnop"), std::string::npos);
+  EXPECT_EQ(printed.find("hunter2"), std::string::npos);
+  EXPECT_TRUE(Contains(printed, "postgres://app:<redacted>@db:5432/cl"));
+}
+
 TEST_F(ConfigTest, ShippedProductionExampleLoadsWithCertificatePathsOverridden) {
   make_tls_files();
   const AppConfig config = load_config(
       (kSourceDir / "config/examples/production.yaml").string(), {},
       {"gateway.listeners.0.tls.cert_file=" + cert_, "gateway.listeners.0.tls.key_file=" + key_,
        "gateway.listeners.0.tls.ca_file=" + ca_, "gateway.listeners.1.tls.cert_file=" + cert_,
-       "gateway.listeners.1.tls.key_file=" + key_});
+       "gateway.listeners.1.tls.key_file=" + key_, "http.tls_cert_file=" + cert_,
+       "http.tls_key_file=" + key_});
   EXPECT_FALSE(config.gateway.allow_anonymous);
+  EXPECT_TRUE(config.store.url.starts_with("postgres://"));
+  ASSERT_EQ(config.security.master_keys.size(), 1u);
+  EXPECT_EQ(config.security.active_key, config.security.master_keys[0].id);
   ASSERT_EQ(config.gateway.listeners.size(), 2u);
   EXPECT_EQ(config.gateway.listeners[0].kind, ListenerKind::kTls);
   EXPECT_EQ(config.gateway.listeners[0].port, 8883);
