@@ -14,4 +14,7 @@ struct ServeOptions {
 
 int run_serve(const ServeOptions& options);
 
+// `counterlink admin ...`: argv[0] is "admin".
+int run_admin(int argc, char** argv);
+
 }  // namespace counterlink::cli

@@ -14,6 +14,10 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "bench") == 0) {
     return counterlink::bench::run_bench(argc - 1, argv + 1);
   }
+  // The operator CLI has its own subcommand tree (see `counterlink admin --help`).
+  if (argc >= 2 && std::strcmp(argv[1], "admin") == 0) {
+    return counterlink::cli::run_admin(argc - 1, argv + 1);
+  }
   CLI::App app{"Counterlink: the cloud for merchant-counter IoT devices"};
   app.require_subcommand(0, 1);
   app.set_version_flag("--version", std::string("counterlink ") + COUNTERLINK_VERSION +
@@ -30,6 +34,8 @@ int main(int argc, char** argv) {
   serve_cmd->add_flag("--print-config", serve.print_config,
                       "Print the effective configuration as YAML and exit");
 
+  app.add_subcommand(
+      "admin", "Operator CLI: tenants, keys, products, devices (see `counterlink admin --help`)");
   app.add_subcommand("bench", "Load generator for benchmarks (see `counterlink bench --help`)");
 
   CLI11_PARSE(app, argc, argv);

@@ -17,8 +17,10 @@ Pieces:
 Every wait has a bounded timeout; nothing sleeps where an event can be awaited.
 """
 
+import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -95,7 +97,17 @@ class Server:
     """
 
     def __init__(self, settings=None, workers=2, allow_anonymous=True, listeners=(),
-                 log_level="info", start_timeout=None, env=None):
+                 log_level="info", start_timeout=None, env=None, platform=False,
+                 store_url="", data_dir=None):
+        """platform: devices authenticate with signed credentials (device_auth);
+        off for the broker-only suites, which connect anonymous clients.
+        store_url: "" = SQLite in the data dir; or a PostgreSQL URL.
+        data_dir: keep state across restarts (the caller owns the directory)."""
+        self.platform = platform
+        self.store_url = store_url
+        self.data_dir = data_dir
+        # The operator token the server is told to ensure at start.
+        self.admin_token = "ak_" + secrets.token_hex(8) + "." + secrets.token_urlsafe(32)
         self.settings = dict(settings or {})
         self.workers = workers
         self.allow_anonymous = allow_anonymous
@@ -112,8 +124,9 @@ class Server:
     # -- lifecycle ---------------------------------------------------------------
 
     def _write_config(self):
+        data_dir = self.data_dir or os.path.join(self.dir, "data")
         lines = [
-            f"data_dir: {_yaml_scalar(os.path.join(self.dir, 'data'))}",
+            f"data_dir: {_yaml_scalar(data_dir)}",
             "log:",
             f"  level: {self.log_level}",
             "  format: text",
@@ -121,6 +134,15 @@ class Server:
             "  enabled: true",
             f"  bind: {HOST}",
             "  port: 0",
+            "grpc:",
+            f"  bind: {HOST}",
+            "  port: 0",
+            "store:",
+            f"  url: {_yaml_scalar(self.store_url)}",
+            "security:",
+            f"  bootstrap_admin_token: {_yaml_scalar(self.admin_token)}",
+            "device_auth:",
+            f"  enabled: {_yaml_scalar(self.platform)}",
             "gateway:",
             f"  workers: {self.workers}",
             f"  allow_anonymous: {_yaml_scalar(self.allow_anonymous)}",
@@ -281,6 +303,14 @@ class Server:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode("utf-8", "replace")
 
+    @property
+    def grpc_port(self):
+        return self.ports.get("grpc")
+
+    def api(self, token=None):
+        """A JSON client for the REST API, as the operator unless `token` is given."""
+        return ApiClient(f"http://{HOST}:{self.http_port}", token or self.admin_token)
+
     def metrics_text(self):
         status, body = self.http_get("/metrics")
         if status != 200:
@@ -313,6 +343,97 @@ class Server:
 
     def wait_subscriptions(self, count, timeout=TIMEOUT):
         return self.wait_metric("counterlink_mqtt_subscriptions", at_least=count, timeout=timeout)
+
+
+class ApiResponse:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.text = body.decode("utf-8", "replace")
+        try:
+            self.json = json.loads(self.text) if self.text else None
+        except ValueError:
+            self.json = None
+
+    @property
+    def problem_code(self):
+        return (self.json or {}).get("code") if isinstance(self.json, dict) else None
+
+    def __repr__(self):
+        return f"<{self.status} {self.text[:300]}>"
+
+
+class ApiClient:
+    """Minimal REST client: JSON in, ApiResponse out; never raises on HTTP errors."""
+
+    def __init__(self, base, token):
+        self.base = base
+        self.token = token
+
+    def request(self, method, path, body=None, headers=None, raw=None, content_type=None,
+                timeout=None):
+        data = raw
+        hdrs = {"Accept": "application/json"}
+        if self.token:
+            hdrs["Authorization"] = "Bearer " + self.token
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        if content_type:
+            hdrs["Content-Type"] = content_type
+        hdrs.update(headers or {})
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=hdrs)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or max(TIMEOUT, 30)) as r:
+                return ApiResponse(r.status, dict(r.headers), r.read())
+        except urllib.error.HTTPError as e:
+            return ApiResponse(e.code, dict(e.headers), e.read())
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body=body if body is not None else {}, **kw)
+
+    def patch(self, path, body, **kw):
+        return self.request("PATCH", path, body=body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster from scripts/pg-test-server (Debian's binaries)."""
+
+    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts",
+                          "pg-test-server")
+
+    def __init__(self):
+        self.dir = None
+        self.url = None
+
+    def start(self):
+        self.dir = tempfile.mkdtemp(prefix="counterlink-pg-")
+        out = subprocess.run([self.SCRIPT, "start", self.dir], capture_output=True, text=True,
+                             timeout=120)
+        if out.returncode != 0:
+            raise ServerError("could not start PostgreSQL for the tests (run scripts/bootstrap):\n"
+                              + out.stdout + out.stderr)
+        self.url = out.stdout.strip().splitlines()[-1]
+        return self
+
+    def database(self, name):
+        """Creates an empty database and returns its URL."""
+        admin = self.url
+        subprocess.run(["psql", admin, "-q", "-c", f'CREATE DATABASE "{name}"'], check=True,
+                       capture_output=True, timeout=60)
+        return admin.rsplit("/", 1)[0] + "/" + name
+
+    def stop(self):
+        if self.dir:
+            subprocess.run([self.SCRIPT, "stop", self.dir], capture_output=True, timeout=120)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
 
 
 def _set_value(value):
