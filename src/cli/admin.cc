@@ -11,8 +11,10 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
-#include <openssl/rand.h>
 #include <unistd.h>
+
+#include "counterlink/platform/crypto.h"
+#include "counterlink/platform/services.h"
 
 #include "cli/api_client.h"
 #include "commands.h"
@@ -35,17 +37,6 @@ std::string read_token_file(const std::string& path) {
     token.pop_back();
   }
   return token;
-}
-
-std::string random_alnum(size_t n) {
-  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  std::string out;
-  while (out.size() < n) {
-    unsigned char byte = 0;
-    if (RAND_bytes(&byte, 1) != 1) throw std::runtime_error("no randomness");
-    if (byte < 248) out += kAlphabet[byte % 62];  // 248 = 4 * 62: no modulo bias
-  }
-  return out;
 }
 
 // Adds "name=value" to a query string when value is not empty.
@@ -292,7 +283,8 @@ int run_admin(int argc, char** argv) {
   }
 
   if (gen->parsed()) {
-    std::cout << "ak_" << random_alnum(16) << "." << random_alnum(43) << "\n";
+    std::cout << platform::new_resource_id("ak_", platform::system_clock_ms()) << "."
+              << platform::generate_api_key_secret() << "\n";
     return 0;
   }
 

@@ -55,18 +55,15 @@ constexpr std::string_view kDevCertHint =
 // ---------------------------------------------------------------------------
 // Known keys, in the order of the schema (used for suggestions and messages).
 
-constexpr std::string_view kRootKeys[] = {"node_name", "data_dir", "log",         "http",
-                                          "grpc",      "store",    "security",    "device_auth",
-                                          "gateway"};
-constexpr std::string_view kHttpKeys[] = {"enabled",        "bind",
-                                          "port",           "tls_cert_file",
-                                          "tls_key_file",   "max_body_bytes",
-                                          "max_upload_bytes", "workers",
-                                          "allow_insecure_bearer"};
+constexpr std::string_view kRootKeys[] = {"node_name", "data_dir", "log",         "http",   "grpc",
+                                          "store",     "security", "device_auth", "gateway"};
+constexpr std::string_view kHttpKeys[] = {
+    "enabled",          "bind",         "port",
+    "tls_cert_file",    "tls_key_file", "max_body_bytes",
+    "max_upload_bytes", "workers",      "allow_insecure_bearer"};
 constexpr std::string_view kGrpcKeys[] = {"enabled", "bind", "port"};
 constexpr std::string_view kStoreKeys[] = {"url", "pool_size"};
-constexpr std::string_view kSecurityKeys[] = {"master_keys", "active_key",
-                                              "bootstrap_admin_token"};
+constexpr std::string_view kSecurityKeys[] = {"master_keys", "active_key", "bootstrap_admin_token"};
 constexpr std::string_view kMasterKeyKeys[] = {"id", "key"};
 constexpr std::string_view kDeviceAuthKeys[] = {"enabled", "replay_window_s",
                                                 "max_failures_per_address",
@@ -145,12 +142,28 @@ bool is_ws_kind(ListenerKind kind) {
 
 // True for standard or URL-safe base64 (padding optional) of exactly 32 bytes.
 bool is_base64_of_32_bytes(std::string_view text) {
-  while (!text.empty() && text.back() == '=') text.remove_suffix(1);
+  while (!text.empty() && text.back() == '=')
+    text.remove_suffix(1);
   if (text.size() != 43) return false;  // ceil(32 * 4 / 3)
   for (char c : text) {
     const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                     c == '+' || c == '/' || c == '-' || c == '_';
     if (!ok) return false;
+  }
+  return true;
+}
+
+// "ak_" + 26 Crockford base32 characters (the key id) + "." + a secret of at
+// least 32 printable characters: the form of an API token.
+bool is_api_token(std::string_view token) {
+  constexpr std::string_view kCrockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+  const size_t dot = token.find('.');
+  if (dot != 29 || !token.starts_with("ak_") || token.size() - dot - 1 < 32) return false;
+  for (char c : token.substr(3, 26)) {
+    if (kCrockford.find(c) == std::string_view::npos) return false;
+  }
+  for (char c : token.substr(dot + 1)) {
+    if (c <= ' ' || c > '~') return false;
   }
   return true;
 }
@@ -686,8 +699,7 @@ class Converter {
       check_file(http, "tls_key_file", config.http.tls_key_file, kDevCertHint);
     }
     read_integer(http, "max_body_bytes", config.http.max_body_bytes, 1024, 64 << 20);
-    read_integer(http, "max_upload_bytes", config.http.max_upload_bytes, 1024,
-                 int64_t{16} << 30);
+    read_integer(http, "max_upload_bytes", config.http.max_upload_bytes, 1024, int64_t{16} << 30);
     read_integer(http, "workers", config.http.workers, 1, 256);
     read_bool(http, "allow_insecure_bearer", config.http.allow_insecure_bearer);
 
@@ -729,17 +741,16 @@ class Converter {
     if (read_string(security, "active_key", config.security.active_key) &&
         !config.security.active_key.empty()) {
       bool known = false;
-      for (const auto& k : config.security.master_keys) known |= k.id == config.security.active_key;
+      for (const auto& k : config.security.master_keys)
+        known |= k.id == config.security.active_key;
       if (!known) fail(security, "active_key", "must name one of security.master_keys by its id");
     }
     if (read_string(security, "bootstrap_admin_token", config.security.bootstrap_admin_token) &&
         !config.security.bootstrap_admin_token.empty() &&
-        (!config.security.bootstrap_admin_token.starts_with("ak_") ||
-         config.security.bootstrap_admin_token.find('.') == std::string::npos ||
-         config.security.bootstrap_admin_token.size() < 40)) {
+        !is_api_token(config.security.bootstrap_admin_token)) {
       fail(security, "bootstrap_admin_token",
-           "expected an operator token \"ak_<id>.<secret>\" (secret of at least 32 "
-           "characters), e.g. from `counterlink admin generate-token`");
+           "expected an operator token \"ak_<26 characters>.<secret of at least 32 "
+           "characters>\"; create one with `counterlink admin generate-token`");
     }
 
     const MapView device_auth(diag_, top.get("device_auth"), "device_auth", kDeviceAuthKeys,
@@ -748,8 +759,8 @@ class Converter {
     read_integer(device_auth, "replay_window_s", config.device_auth.replay_window_s, 10, 86400);
     read_integer(device_auth, "max_failures_per_address",
                  config.device_auth.max_failures_per_address, 1, 1000000);
-    read_integer(device_auth, "max_failures_per_device",
-                 config.device_auth.max_failures_per_device, 1, 1000000);
+    read_integer(device_auth, "max_failures_per_device", config.device_auth.max_failures_per_device,
+                 1, 1000000);
     read_string(device_auth, "public_host", config.device_auth.public_host);
 
     read_string(top, "node_name", config.node_name);
@@ -1321,8 +1332,7 @@ std::string to_yaml(const AppConfig& config) {
   out << YAML::EndSeq;
   out << YAML::Key << "active_key" << YAML::Value << config.security.active_key;
   out << YAML::Key << "bootstrap_admin_token" << YAML::Value
-      << (config.security.bootstrap_admin_token.empty() ? std::string()
-                                                         : std::string(kRedacted));
+      << (config.security.bootstrap_admin_token.empty() ? std::string() : std::string(kRedacted));
   out << YAML::EndMap;
   out << YAML::Key << "device_auth" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "enabled" << YAML::Value << config.device_auth.enabled;

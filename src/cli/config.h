@@ -17,10 +17,10 @@ namespace counterlink::cli {
 struct HttpConfig {
   bool enabled = true;
   std::string bind = "0.0.0.0";
-  uint16_t port = 8080;  // 0 = pick a free port (tests)
+  uint16_t port = 8080;       // 0 = pick a free port (tests)
   std::string tls_cert_file;  // both set = HTTPS on this port
   std::string tls_key_file;
-  uint32_t max_body_bytes = 1 << 20;     // JSON request bodies
+  uint32_t max_body_bytes = 1 << 20;      // JSON request bodies
   uint64_t max_upload_bytes = 256 << 20;  // streamed uploads (bulk import)
   uint32_t workers = 8;                   // threads running API handlers
   // Bearer tokens are refused on plain HTTP from non-loopback peers unless

@@ -7,6 +7,7 @@
 #include "counterlink/bench/bench.h"
 #include "counterlink/version.h"
 
+#include "cli/app.h"
 #include "commands.h"
 
 int main(int argc, char** argv) {
@@ -34,12 +35,20 @@ int main(int argc, char** argv) {
   serve_cmd->add_flag("--print-config", serve.print_config,
                       "Print the effective configuration as YAML and exit");
 
+  bool openapi_json = false;
+  CLI::App* openapi_cmd = app.add_subcommand(
+      "openapi", "Print the OpenAPI document of the REST API (docs/openapi.yaml)");
+  openapi_cmd->add_flag("--json", openapi_json, "JSON instead of YAML");
   app.add_subcommand(
       "admin", "Operator CLI: tenants, keys, products, devices (see `counterlink admin --help`)");
   app.add_subcommand("bench", "Load generator for benchmarks (see `counterlink bench --help`)");
 
   CLI11_PARSE(app, argc, argv);
   if (serve_cmd->parsed()) return counterlink::cli::run_serve(serve);
+  if (openapi_cmd->parsed()) {
+    std::cout << counterlink::cli::api_document(/*yaml=*/!openapi_json);
+    return 0;
+  }
   std::cout << app.help();
   return 0;
 }

@@ -1,4 +1,3 @@
-#include <atomic>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -7,11 +6,10 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
-#include "counterlink/gateway/gateway.h"
 #include "counterlink/obs/log.h"
-#include "counterlink/obs/ops_server.h"
 #include "counterlink/version.h"
 
+#include "cli/app.h"
 #include "cli/config.h"
 #include "commands.h"
 
@@ -63,38 +61,18 @@ int run_serve(const ServeOptions& options) {
 
   spdlog::info("counterlink.starting version={} commit={}", COUNTERLINK_VERSION,
                COUNTERLINK_GIT_COMMIT);
-  gateway::Gateway gw(config.gateway);
+  App app(std::move(config));
   try {
-    gw.start();
+    app.start();
   } catch (const std::exception& e) {
     spdlog::critical("counterlink.start_failed error=\"{}\"", e.what());
     return 1;
   }
-  std::atomic<bool> ready{false};
-  std::unique_ptr<obs::OpsServer> ops;
-  if (config.http.enabled) {
-    ops = std::make_unique<obs::OpsServer>(config.http.bind, config.http.port,
-                                           [&ready] { return ready.load(); });
-    try {
-      ops->start();
-    } catch (const std::exception& e) {
-      spdlog::critical("counterlink.start_failed error=\"{}\"", e.what());
-      return 1;
-    }
-    spdlog::info("counterlink.listening name=http port={}", ops->port());
-  }
-  for (const auto& l : gw.listeners()) {
-    // One line per listener that scripts (and tests) can parse for port 0.
-    spdlog::info("counterlink.listening name={} port={}", l.name, l.port);
-  }
-  ready = true;
   spdlog::info("counterlink.ready");
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("counterlink.stopping signal={}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  ready = false;
-  gw.stop();
-  if (ops) ops->stop();
+  app.stop();
   return 0;
 }
 

@@ -181,4 +181,12 @@ bool StaticAuthorizer::authorize(const ClientInfo& client, Action action, std::s
   return config_.acl_default == AclEffect::kAllow;
 }
 
+std::shared_ptr<Authenticator> make_static_authenticator(const GatewayConfig& config) {
+  return std::make_shared<StaticAuthenticator>(config);
+}
+
+std::shared_ptr<Authorizer> make_static_authorizer(const GatewayConfig& config) {
+  return std::make_shared<StaticAuthorizer>(config);
+}
+
 }  // namespace counterlink::gateway

@@ -2,10 +2,12 @@
 // ACL rules), for deployments without the platform. Private to the gateway.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "counterlink/gateway/config.h"
+#include "counterlink/gateway/gateway.h"
 #include "counterlink/gateway/hooks.h"
 
 namespace counterlink::gateway {

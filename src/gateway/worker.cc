@@ -318,9 +318,12 @@ Session* Worker::find_session(std::string_view client_id) {
 
 void Worker::refuse_connect(Connection& conn, ReasonCode reason, const std::string& reason_string) {
   metrics().connects_refused.inc();
-  spdlog::info("client.refused client_id={} username={} remote={} reason=\"{}\"",
-               conn.info_.client_id, conn.info_.username, conn.info_.remote_address,
-               reason_string.empty() ? mqtt::to_string(reason) : reason_string);
+  // Debug: under a credential-stuffing flood one line per refusal would
+  // drown the log; refusals are counted, and the platform's authenticator
+  // logs its failures throttled.
+  spdlog::debug("client.refused client_id={} username={} remote={} reason=\"{}\"",
+                conn.info_.client_id, conn.info_.username, conn.info_.remote_address,
+                reason_string.empty() ? mqtt::to_string(reason) : reason_string);
   mqtt::Connack connack;
   connack.reason = reason;
   if (conn.version_ == Version::kV5 && !reason_string.empty()) {
@@ -328,9 +331,15 @@ void Worker::refuse_connect(Connection& conn, ReasonCode reason, const std::stri
   }
   conn.send(connack);
   conn.flush();
-  conn.close(reason == ReasonCode::kNotAuthorized || reason == ReasonCode::kBadUserNameOrPassword
-                 ? DisconnectReason::kNotAuthorized
-                 : DisconnectReason::kProtocolViolation);
+  // Refusals decided by the authenticator (credentials, bans, rate limits,
+  // an unavailable store) are not protocol violations.
+  const bool by_authenticator =
+      reason == ReasonCode::kNotAuthorized || reason == ReasonCode::kBadUserNameOrPassword ||
+      reason == ReasonCode::kBanned || reason == ReasonCode::kServerUnavailable ||
+      reason == ReasonCode::kServerBusy || reason == ReasonCode::kQuotaExceeded ||
+      reason == ReasonCode::kConnectionRateExceeded;
+  conn.close(by_authenticator ? DisconnectReason::kNotAuthorized
+                              : DisconnectReason::kProtocolViolation);
 }
 
 void Worker::on_connect(Connection& conn, mqtt::Connect& connect) {

@@ -107,7 +107,9 @@ class Server:
         self.store_url = store_url
         self.data_dir = data_dir
         # The operator token the server is told to ensure at start.
-        self.admin_token = "ak_" + secrets.token_hex(8) + "." + secrets.token_urlsafe(32)
+        self.admin_token = ("ak_" + "".join(secrets.choice("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+                                            for _ in range(26))
+                            + ".sk_" + secrets.token_hex(20))
         self.settings = dict(settings or {})
         self.workers = workers
         self.allow_anonymous = allow_anonymous
@@ -308,8 +310,10 @@ class Server:
         return self.ports.get("grpc")
 
     def api(self, token=None):
-        """A JSON client for the REST API, as the operator unless `token` is given."""
-        return ApiClient(f"http://{HOST}:{self.http_port}", token or self.admin_token)
+        """A JSON client for the REST API, as the operator unless `token` is given
+        ("" = no credentials)."""
+        return ApiClient(f"http://{HOST}:{self.http_port}",
+                         self.admin_token if token is None else token)
 
     def metrics_text(self):
         status, body = self.http_get("/metrics")

@@ -859,20 +859,21 @@ TEST_F(ConfigTest, MasterKeyMustBe32BytesOfBase64AndActiveKeyMustExist) {
   EXPECT_TRUE(Contains(error, "security.master_keys.0.key: expected 32 random bytes"));
   EXPECT_TRUE(Contains(error, "openssl rand -base64 32"));
   EXPECT_TRUE(Contains(error, "security.active_key: must name one of"));
-  const AppConfig ok = load_config(
-      "", {},
-      {"security.master_keys.0.id=k1",
-       "security.master_keys.0.key=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="});
+  const AppConfig ok =
+      load_config("", {},
+                  {"security.master_keys.0.id=k1",
+                   "security.master_keys.0.key=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="});
   ASSERT_EQ(ok.security.master_keys.size(), 1u);
 }
 
 TEST_F(ConfigTest, PrintedConfigRedactsMasterKeysAdminTokenAndDatabasePassword) {
-  const AppConfig config = load_config(
-      "", {},
-      {"security.master_keys.0.id=k1",
-       "security.master_keys.0.key=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-       "security.bootstrap_admin_token=ak_0123456789.abcdefghijklmnopqrstuvwxyz0123456789",
-       "store.url=postgres://app:hunter2@db:5432/cl"});
+  const AppConfig config =
+      load_config("", {},
+                  {"security.master_keys.0.id=k1",
+                   "security.master_keys.0.key=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+                   "security.bootstrap_admin_token=ak_01M882GVT2BZ2QB19R8YTPZT89.sk_"
+                   "abcdefghijklmnopqrstuvwxyz0123456789",
+                   "store.url=postgres://app:hunter2@db:5432/cl"});
   const std::string printed = to_yaml(config);
   EXPECT_EQ(printed.find("MDEyMzQ1"), std::string::npos);
   EXPECT_EQ(printed.find("abcdefghijklmnop"), std::string::npos);

@@ -46,29 +46,30 @@ struct CallContext {
 // the same code and message for gRPC.
 struct Problem {
   int http_status = 500;
-  std::string code;     // stable snake_case code, e.g. "device_not_found"
-  std::string title;    // short, stable summary, e.g. "Device not found"
-  std::string detail;   // a sentence that says what happened and what to do
-  std::string field;    // offending request field (JSON name, dotted), or ""
+  std::string code;       // stable snake_case code, e.g. "device_not_found"
+  std::string title;      // short, stable summary, e.g. "Device not found"
+  std::string detail;     // a sentence that says what happened and what to do
+  std::string field;      // offending request field (JSON name, dotted), or ""
   int retry_after_s = 0;  // sets Retry-After for 429/503 when > 0
 };
 
 // Helpers for the common problems (codes are part of the API contract).
-Problem invalid_argument(std::string field, std::string detail);       // 400 invalid_argument
-Problem not_found(std::string what, std::string detail);               // 404 <what>_not_found
-Problem already_exists(std::string code, std::string detail);          // 409 <code>
-Problem failed_precondition(std::string code, std::string detail);     // 409/422 <code>
-Problem unauthenticated(std::string detail);                           // 401 unauthenticated
-Problem permission_denied(std::string detail);                         // 403 permission_denied
-Problem rate_limited(int retry_after_s, std::string detail);           // 429 rate_limited
-Problem unavailable(std::string detail);                               // 503 unavailable
-Problem internal_error(std::string detail);                            // 500 internal
+Problem invalid_argument(std::string field, std::string detail);    // 400 invalid_argument
+Problem not_found(std::string what, std::string detail);            // 404 <what>_not_found
+Problem already_exists(std::string code, std::string detail);       // 409 <code>
+Problem failed_precondition(std::string code, std::string detail);  // 422 <code>
+Problem unauthenticated(std::string detail);                        // 401 unauthenticated
+Problem permission_denied(std::string detail);                      // 403 permission_denied
+Problem rate_limited(int retry_after_s, std::string detail);        // 429 rate_limited
+Problem unavailable(std::string detail);                            // 503 unavailable
+Problem internal_error(std::string detail);                         // 500 internal
 
 // nullopt = success.
 using Outcome = std::optional<Problem>;
 
-using UnaryHandler = std::function<Outcome(CallContext& ctx, const google::protobuf::Message& request,
-                                           google::protobuf::Message& response)>;
+using UnaryHandler =
+    std::function<Outcome(CallContext& ctx, const google::protobuf::Message& request,
+                          google::protobuf::Message& response)>;
 
 // A request whose payload is a stream of bytes rather than one message: the
 // REST body as it arrives (CSV, JSON lines), or the `data` chunks of a gRPC
@@ -103,6 +104,8 @@ class ServiceRegistry {
 
   const UnaryHandler* find_unary(std::string_view full_method) const;
   const UploadFactory* find_upload(std::string_view full_method) const;
+  // Every registered method name (unary and upload), sorted per kind.
+  std::vector<std::string> methods() const;
 
  private:
   std::map<std::string, UnaryHandler, std::less<>> unary_;
@@ -111,12 +114,12 @@ class ServiceRegistry {
 
 // What the transports know about a request's credentials.
 struct CallCredentials {
-  std::string authorization;  // "Bearer <key_id>.<secret>" or "CL-HMAC-SHA256 ..."
+  std::string authorization;                   // "Bearer <key_id>.<secret>" or "CL-HMAC-SHA256 ..."
   std::map<std::string, std::string> headers;  // lower-case names (x-cl-timestamp, ...)
-  std::string http_method;  // "POST" (REST) or "POST" for gRPC
-  std::string path;         // path and query as sent
-  std::string body_sha256_hex;  // of the request body; "" for streamed uploads
-  bool secure_transport = false;  // TLS, or loopback
+  std::string http_method;                     // "POST" (REST) or "POST" for gRPC
+  std::string path;                            // path and query as sent
+  std::string body_sha256_hex;                 // of the request body; "" for streamed uploads
+  bool secure_transport = false;               // TLS, or loopback
 };
 
 // Verifies credentials and yields the principal. Implemented by the platform
@@ -125,6 +128,18 @@ class CallAuthenticator {
  public:
   virtual ~CallAuthenticator() = default;
   virtual Outcome authenticate(const CallCredentials& credentials, Principal& principal) = 0;
+};
+
+// Protects the stored first answers of idempotent calls at rest: they may
+// carry secrets shown only once (a new device's secret, a new API key). The
+// platform seals them with the master key; `aad` binds a sealed answer to its
+// (scope, key) record.
+class AnswerSealer {
+ public:
+  virtual ~AnswerSealer() = default;
+  virtual std::string seal(std::string_view answer, std::string_view aad) const = 0;
+  // nullopt when the sealed bytes do not open (tampered, unknown key).
+  virtual std::optional<std::string> open(std::string_view sealed, std::string_view aad) const = 0;
 };
 
 // Per-tenant request quota; called after authentication for every call.

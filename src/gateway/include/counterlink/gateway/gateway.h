@@ -43,6 +43,12 @@ struct Hooks {
   std::shared_ptr<GatewayEvents> events;
 };
 
+// The static users and ACL of `config` (what a Gateway without hooks uses),
+// e.g. as the fallback for clients that are not devices. `config` must
+// outlive the returned objects.
+std::shared_ptr<Authenticator> make_static_authenticator(const GatewayConfig& config);
+std::shared_ptr<Authorizer> make_static_authorizer(const GatewayConfig& config);
+
 class Gateway {
  public:
   // Throws std::runtime_error if a listener cannot be created (port in use,

@@ -50,7 +50,7 @@ struct Status {
 template <typename T>
 class Result {
  public:
-  Result(T value) : value_(std::move(value)) {}        // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : value_(std::move(status)) {}  // NOLINT
   bool ok() const { return std::holds_alternative<T>(value_); }
   const T& value() const& { return std::get<T>(value_); }
@@ -69,8 +69,8 @@ struct Tenant {
   std::string name;  // display name
   std::string kind;  // aggregator | saas | merchant_group | other
   bool disabled = false;
-  int64_t max_devices = 0;      // quota, 0 = unlimited
-  int32_t api_rate_limit = 0;   // requests per second, 0 = unlimited
+  int64_t max_devices = 0;     // quota, 0 = unlimited
+  int32_t api_rate_limit = 0;  // requests per second, 0 = unlimited
   TimeMs created_ms = 0;
   TimeMs updated_ms = 0;
 };
@@ -128,7 +128,7 @@ struct Device {
   std::string id;  // "dv_..." (also the MQTT client id)
   std::string tenant_id;
   std::string product_id;
-  std::string serial;  // unique per product
+  std::string serial;       // unique per product
   std::string merchant_id;  // empty = none
   std::string outlet_id;    // empty = none
   // The device secret sealed by the platform (AES-256-GCM, key id inside);
@@ -187,8 +187,8 @@ struct DeviceFilter {
 
 // The first answer to a creating call, replayed for retries with the same key.
 struct IdempotencyRecord {
-  std::string scope;  // tenant id, or "admin:<key id>" for operator calls
-  std::string key;    // the client's Idempotency-Key
+  std::string scope;         // tenant id, or "admin:<key id>" for operator calls
+  std::string key;           // the client's Idempotency-Key
   std::string request_hash;  // SHA-256 hex of method + path + body
   bool completed = false;    // false while the first call is in flight
   int32_t http_status = 0;
@@ -236,8 +236,7 @@ class Store {
   // API keys. get_api_key is unscoped: the key id is what authenticates.
   virtual Status create_api_key(const ApiKey& key) = 0;
   virtual Result<ApiKey> get_api_key(const std::string& id) = 0;
-  virtual Result<Listing<ApiKey>> list_api_keys(const std::string& tenant_id,
-                                                const Page& page) = 0;
+  virtual Result<Listing<ApiKey>> list_api_keys(const std::string& tenant_id, const Page& page) = 0;
   virtual Status revoke_api_key(const std::string& tenant_id, const std::string& id,
                                 TimeMs at_ms) = 0;
   // Best effort; may be batched or coalesced by the adapter.
