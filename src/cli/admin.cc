@@ -255,7 +255,6 @@ int run_admin(int argc, char** argv) {
   tenant_option(devices_create);
   CLI::App* devices_get = devices->add_subcommand("get", "Show a device");
   devices_get->add_option("id", id, "Device id dv_…")->required();
-  tenant_option(devices_get);
   CLI::App* devices_list = devices->add_subcommand("list", "List devices");
   devices_list->add_option("--product", product, "Only this product");
   devices_list->add_option("--serial-prefix", serial_prefix, "Serial numbers starting with");
@@ -274,7 +273,6 @@ int run_admin(int argc, char** argv) {
   CLI::App* devices_conn =
       devices->add_subcommand("connection-info", "Print a device's MQTT connection parameters");
   devices_conn->add_option("id", id, "Device id dv_…")->required();
-  tenant_option(devices_conn);
 
   try {
     app.parse(argc, argv);
@@ -367,9 +365,7 @@ int run_admin(int argc, char** argv) {
     return print_answer(api.post("/v1/devices", body), as_json);
   }
   if (devices_get->parsed()) {
-    std::string query;
-    add_query(query, "tenant_id", tenant);
-    return print_answer(api.get("/v1/devices/" + url_encode(id) + query), as_json);
+    return print_answer(api.get("/v1/devices/" + url_encode(id)), as_json);
   }
   if (devices_list->parsed()) {
     std::string query;
@@ -426,9 +422,7 @@ int run_admin(int argc, char** argv) {
     return failed == 0 ? 0 : 3;
   }
   if (devices_conn->parsed()) {
-    std::string query;
-    add_query(query, "tenant_id", tenant);
-    const ApiAnswer answer = api.get("/v1/devices/" + url_encode(id) + "/connection-info" + query);
+    const ApiAnswer answer = api.get("/v1/devices/" + url_encode(id) + "/connection-info");
     if (!answer.ok() || as_json) return print_answer(answer, as_json);
     const json& b = answer.body;
     std::cout << "client id:  " << b.value("client_id", "") << "\n"
