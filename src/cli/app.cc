@@ -1,6 +1,7 @@
 #include "cli/app.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -250,7 +251,7 @@ struct App::Parts {
   std::thread housekeeping;
   std::mutex housekeeping_mutex;
   std::condition_variable housekeeping_wake;
-  bool stopping = false;
+  std::atomic<bool> stopping{false};  // set under housekeeping_mutex
 };
 
 namespace {
@@ -258,8 +259,51 @@ namespace {
 constexpr int64_t kIdempotencyRetentionMs = 24 * 3600 * 1000;
 constexpr auto kHousekeepingInterval = std::chrono::minutes(10);
 
-void housekeeping_loop(store::Store& store, std::mutex& mutex, std::condition_variable& wake,
-                       const bool& stopping) {
+// Key rotation: device secrets sealed under a key that is no longer the
+// active one are re-sealed under the active key, so the old key can be
+// removed from the configuration once the pass has finished. Runs once at
+// start, in the background; safe to interrupt (it resumes on next start).
+void reseal_device_secrets(store::Store& store, const platform::KeyRing& keys,
+                           const std::atomic<bool>& stopping) {
+  int64_t scanned = 0, resealed = 0, failed = 0;
+  store::Page page;
+  page.limit = 1000;
+  for (;;) {
+    if (stopping) return;
+    auto listing = store.list_devices(store::DeviceFilter{}, page);
+    if (!listing.ok()) {
+      spdlog::warn("keys.reseal_interrupted error=\"{}\" hint=\"it resumes on next start\"",
+                   listing.status().message);
+      return;
+    }
+    for (const store::Device& device : listing.value().items) {
+      ++scanned;
+      if (device.secret_sealed.empty() || !keys.needs_reseal(device.secret_sealed)) continue;
+      platform::OpenResult secret = keys.open(device.secret_sealed, device.id);
+      if (!secret.ok() || !store
+                               .set_device_secret(device.tenant_id, device.id,
+                                                  keys.seal(secret.plaintext, device.id),
+                                                  platform::system_clock_ms())
+                               .ok()) {
+        ++failed;
+        continue;
+      }
+      if (++resealed % 10000 == 0) {
+        spdlog::info("keys.reseal_progress resealed={} scanned={}", resealed, scanned);
+      }
+    }
+    if (!listing.value().more || listing.value().items.empty()) break;
+    page.after_id = listing.value().items.back().id;
+  }
+  if (resealed > 0 || failed > 0) {
+    spdlog::info("keys.reseal_done active_key={} resealed={} failed={} scanned={}",
+                 keys.active_key_id(), resealed, failed, scanned);
+  }
+}
+
+void housekeeping_loop(store::Store& store, const platform::KeyRing& keys, std::mutex& mutex,
+                       std::condition_variable& wake, const std::atomic<bool>& stopping) {
+  reseal_device_secrets(store, keys, stopping);
   std::unique_lock lock(mutex);
   while (!stopping) {
     lock.unlock();
@@ -271,7 +315,7 @@ void housekeeping_loop(store::Store& store, std::mutex& mutex, std::condition_va
       spdlog::info("housekeeping.idempotency_expired records={}", expired.value());
     }
     lock.lock();
-    wake.wait_for(lock, kHousekeepingInterval, [&] { return stopping; });
+    wake.wait_for(lock, kHousekeepingInterval, [&] { return stopping.load(); });
   }
 }
 
@@ -433,9 +477,9 @@ void App::start() {
     spdlog::info("counterlink.listening name=grpc port={}", p.grpc->port());
   }
 
-  p.housekeeping =
-      std::thread(housekeeping_loop, std::ref(*p.store), std::ref(p.housekeeping_mutex),
-                  std::ref(p.housekeeping_wake), std::cref(p.stopping));
+  p.housekeeping = std::thread([&p] {
+    housekeeping_loop(*p.store, *p.keys, p.housekeeping_mutex, p.housekeeping_wake, p.stopping);
+  });
 
   for (const auto& l : p.gateway->listeners()) {
     // One line per listener that scripts (and tests) can parse for port 0.
