@@ -706,19 +706,30 @@ class SqlStore final : public Store {
       ExecResult result;
       // since_ms moves only when the state flips: a reconnect that takes
       // over a live session keeps "online since" of the first connect.
+      // An offline event changes the current state only if it comes from
+      // the node the device is online at: a late disconnect from node A
+      // must not mark offline a device that has already moved to node B
+      // (it still goes into the history).
       auto status = session.exec(
           "UPDATE devices SET "
           "presence_since_ms = CASE WHEN online = ? THEN presence_since_ms ELSE ? END, "
           "online = ?, remote_address = ?, protocol_version = ?, gateway_node = ?, "
           "last_seen_ms = CASE WHEN last_seen_ms < ? THEN ? ELSE last_seen_ms END "
-          "WHERE id = ?",
+          "WHERE id = ? AND (? OR NOT online OR gateway_node = ?)",
           {bool_param(e.online), int_param(e.at_ms), bool_param(e.online),
            text_param(e.remote_address), text_param(e.protocol_version), text_param(e.gateway_node),
-           int_param(e.at_ms), int_param(e.at_ms), text_param(e.device_id)},
+           int_param(e.at_ms), int_param(e.at_ms), text_param(e.device_id), bool_param(e.online),
+           text_param(e.gateway_node)},
           result);
       if (!status.ok()) return status;
       if (result.affected == 0) {
-        return Status{Code::kNotFound, "device " + e.device_id + " not found"};
+        ExecResult exists;
+        status =
+            session.exec("SELECT 1 FROM devices WHERE id = ?", {text_param(e.device_id)}, exists);
+        if (!status.ok()) return status;
+        if (exists.rows.empty()) {
+          return Status{Code::kNotFound, "device " + e.device_id + " not found"};
+        }
       }
       return session.exec(
           "INSERT INTO presence_events(device_id, online, at_ms, remote_address, "

@@ -653,13 +653,14 @@ TEST_P(StoreConformance, RecordPresenceUpdatesTheDeviceAndAppendsHistory) {
   d = store_->get_device("tn_a", "dv_1");
   EXPECT_EQ(d.value().presence.since_ms, 1000) << "still online since the first connect";
   EXPECT_EQ(d.value().presence.gateway_node, "node-b");
-  ASSERT_TRUE(store_->record_presence(event("dv_1", false, 2000)).ok());
+  ASSERT_TRUE(store_->record_presence(event("dv_1", false, 2000, "node-b")).ok());
   d = store_->get_device("tn_a", "dv_1");
   EXPECT_FALSE(d.value().presence.online);
   EXPECT_EQ(d.value().presence.since_ms, 2000);
   EXPECT_EQ(d.value().last_seen_ms, 2000);
 
   EXPECT_EQ(store_->record_presence(event("dv_missing", true, 1)).code, Code::kNotFound);
+  EXPECT_EQ(store_->record_presence(event("dv_missing", false, 1)).code, Code::kNotFound);
   auto history = store_->list_presence("", "dv_1", {});
   ASSERT_TRUE(history.ok());
   ASSERT_EQ(history.value().items.size(), 3u);
@@ -667,6 +668,30 @@ TEST_P(StoreConformance, RecordPresenceUpdatesTheDeviceAndAppendsHistory) {
   EXPECT_EQ(history.value().items[0].reason, "client_closed");
   EXPECT_EQ(history.value().items[0].at_ms, 2000);
   EXPECT_EQ(history.value().items[2].at_ms, 1000);
+}
+
+TEST_P(StoreConformance, LateOfflineFromAnotherNodeDoesNotTakeAMovedDeviceOffline) {
+  add_tenant("tn_a");
+  add_product("tn_a", "pd_a");
+  add_device("tn_a", "pd_a", "dv_1", "SN1");
+  ASSERT_TRUE(store_->record_presence(event("dv_1", true, 1000, "node-a")).ok());
+  // The device reconnects through node B before node A reports the old
+  // connection's end.
+  ASSERT_TRUE(store_->record_presence(event("dv_1", true, 1100, "node-b")).ok());
+  ASSERT_TRUE(store_->record_presence(event("dv_1", false, 1200, "node-a")).ok());
+  auto d = store_->get_device("tn_a", "dv_1");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d.value().presence.online);
+  EXPECT_EQ(d.value().presence.gateway_node, "node-b");
+  // The history still shows what happened at node A.
+  auto history = store_->list_presence("", "dv_1", {});
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history.value().items.size(), 3u);
+  EXPECT_FALSE(history.value().items[0].online);
+  EXPECT_EQ(history.value().items[0].gateway_node, "node-a");
+  // Node B's own disconnect does take it offline.
+  ASSERT_TRUE(store_->record_presence(event("dv_1", false, 1300, "node-b")).ok());
+  EXPECT_FALSE(store_->get_device("tn_a", "dv_1").value().presence.online);
 }
 
 TEST_P(StoreConformance, PresenceHistoryIsNewestFirstAndPagedBySeq) {
