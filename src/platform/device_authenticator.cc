@@ -26,11 +26,6 @@ using gateway::AuthResult;
 using gateway::ClientInfo;
 using mqtt::ReasonCode;
 
-int64_t system_now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 namespace {
 
 // The source address without the port, as the per-address limiter's key.
@@ -119,7 +114,7 @@ class DeviceAuthenticator::Impl : public std::enable_shared_from_this<Impl> {
         metrics_(device_access_metrics()) {
     if (!store_) throw std::invalid_argument("DeviceAuthenticator: a store is required");
     if (!keys_) throw std::invalid_argument("DeviceAuthenticator: a key ring is required");
-    if (!clock_) clock_ = system_now_ms;
+    if (!clock_) clock_ = system_clock_ms;
     unsigned threads = config_.lookup_threads == 0 ? 1 : config_.lookup_threads;
     for (unsigned i = 0; i < threads; ++i)
       threads_.emplace_back([this] { run_lookups(); });

@@ -36,7 +36,7 @@ class PresenceRecorder::Impl {
   Impl(std::shared_ptr<store::Store> store, PresenceConfig config, ClockMs clock)
       : store_(std::move(store)),
         config_(std::move(config)),
-        clock_(clock ? std::move(clock) : ClockMs(system_now_ms)),
+        clock_(clock ? std::move(clock) : ClockMs(system_clock_ms)),
         metrics_(device_access_metrics()) {
     if (!store_) throw std::invalid_argument("PresenceRecorder: a store is required");
     if (config_.node.empty()) {

@@ -89,7 +89,7 @@ class DeviceGatewayTest : public ::testing::Test {
     store_->put_device(d);
   }
 
-  void start(DeviceAuthConfig config = {}, ClockMs clock = system_now_ms,
+  void start(DeviceAuthConfig config = {}, ClockMs clock = system_clock_ms,
              std::optional<gateway::TlsConfig> tls = std::nullopt) {
     gateway::GatewayConfig cfg;
     cfg.workers = 2;
@@ -181,16 +181,16 @@ class DeviceGatewayTest : public ::testing::Test {
 
 TEST_F(DeviceGatewayTest, SignedCredentialConnectsWrongOneAndReplayAreRefused) {
   start();
-  DeviceCredential good = make_device_credential(kSpeaker, kSpeakerSecret, system_now_ms());
+  DeviceCredential good = make_device_credential(kSpeaker, kSpeakerSecret, system_clock_ms());
   ASSERT_EQ(connect311(good), MQTTCLIENT_SUCCESS);
-  DeviceCredential wrong = make_device_credential(kSpeaker, kPrinterSecret, system_now_ms());
+  DeviceCredential wrong = make_device_credential(kSpeaker, kPrinterSecret, system_clock_ms());
   EXPECT_EQ(connect311(wrong), 4);  // bad user name or password
   EXPECT_EQ(connect311(good), 4);   // the same credential again: replay
 }
 
 TEST_F(DeviceGatewayTest, DeviceSubscribesOnlyInItsOwnNamespace) {
   start();
-  ASSERT_EQ(connect311(make_device_credential(kSpeaker, kSpeakerSecret, system_now_ms())),
+  ASSERT_EQ(connect311(make_device_credential(kSpeaker, kSpeakerSecret, system_clock_ms())),
             MQTTCLIENT_SUCCESS);
   MQTTClient c = last_;
   EXPECT_EQ(MQTTClient_subscribe(c, "devices/dv_speaker1/cmd/#", 1), MQTTCLIENT_SUCCESS);
@@ -201,12 +201,12 @@ TEST_F(DeviceGatewayTest, DeviceSubscribesOnlyInItsOwnNamespace) {
 
 TEST_F(DeviceGatewayTest, DeviceCannotPublishIntoAnotherDevicesNamespace) {
   start();
-  ASSERT_EQ(connect311(make_device_credential(kPrinter, kPrinterSecret, system_now_ms())),
+  ASSERT_EQ(connect311(make_device_credential(kPrinter, kPrinterSecret, system_clock_ms())),
             MQTTCLIENT_SUCCESS);
   MQTTClient printer = last_;
   Peer* printer_peer = last_peer_;
   ASSERT_EQ(MQTTClient_subscribe(printer, "devices/dv_printer1/#", 1), MQTTCLIENT_SUCCESS);
-  ASSERT_EQ(connect311(make_device_credential(kSpeaker, kSpeakerSecret, system_now_ms())),
+  ASSERT_EQ(connect311(make_device_credential(kSpeaker, kSpeakerSecret, system_clock_ms())),
             MQTTCLIENT_SUCCESS);
   MQTTClient speaker = last_;
   MQTTClient_deliveryToken token = 0;
@@ -229,7 +229,7 @@ TEST_F(DeviceGatewayTest, Mqtt5ClientsGetSpecificReasonCodes) {
   DeviceAuthConfig config;
   config.per_address = {3, 60000};
   start(config);
-  int64_t now = system_now_ms();
+  int64_t now = system_clock_ms();
   EXPECT_EQ(connect5(make_device_credential("dv_off", "DisabledDisabledDisabledDisable0", now)),
             0x87);
   EXPECT_EQ(connect5(make_device_credential(kSpeaker, "wrong", now)), 0x86);
@@ -240,7 +240,7 @@ TEST_F(DeviceGatewayTest, Mqtt5ClientsGetSpecificReasonCodes) {
 
 TEST_F(DeviceGatewayTest, PresenceFollowsConnectAndDisconnect) {
   start();
-  ASSERT_EQ(connect311(make_device_credential(kSpeaker, kSpeakerSecret, system_now_ms())),
+  ASSERT_EQ(connect311(make_device_credential(kSpeaker, kSpeakerSecret, system_clock_ms())),
             MQTTCLIENT_SUCCESS);
   ASSERT_TRUE(wait_presence(1));
   MQTTClient_disconnect(last_, 1000);
@@ -257,7 +257,7 @@ TEST_F(DeviceGatewayTest, PresenceFollowsConnectAndDisconnect) {
 
 TEST_F(DeviceGatewayTest, SessionControlEndsADisabledDevicesSession) {
   start();
-  ASSERT_EQ(connect311(make_device_credential(kSpeaker, kSpeakerSecret, system_now_ms())),
+  ASSERT_EQ(connect311(make_device_credential(kSpeaker, kSpeakerSecret, system_clock_ms())),
             MQTTCLIENT_SUCCESS);
   Peer* speaker = last_peer_;
   store_->set_disabled(kSpeaker, true);
@@ -266,7 +266,7 @@ TEST_F(DeviceGatewayTest, SessionControlEndsADisabledDevicesSession) {
   for (int i = 0; i < 500 && !speaker->lost; ++i)
     std::this_thread::sleep_for(10ms);
   EXPECT_TRUE(speaker->lost);
-  EXPECT_EQ(connect311(make_device_credential(kSpeaker, kSpeakerSecret, system_now_ms() + 1)), 5);
+  EXPECT_EQ(connect311(make_device_credential(kSpeaker, kSpeakerSecret, system_clock_ms() + 1)), 5);
 }
 
 // docs/device-protocol.md, "Worked example": the mosquitto_pub command line
@@ -328,7 +328,7 @@ TEST_F(DeviceGatewayTest, DocumentedDeviceCertificateConnectsWithoutPassword) {
   tls.key_file = d + "/server.key";
   tls.ca_file = d + "/device-ca.pem";
   tls.verify_client = true;
-  start({}, system_now_ms, tls);
+  start({}, system_clock_ms, tls);
   auto pub = [&](const std::string& client_id, const std::string& cert) {
     return run("mosquitto_pub -h 127.0.0.1 -p " + std::to_string(gateway_->listeners().at(0).port) +
                " --cafile " + d + "/server.pem --cert " + d + "/" + cert + ".pem --key " + d + "/" +

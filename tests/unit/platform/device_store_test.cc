@@ -75,7 +75,7 @@ class DeviceStoreTest : public ::testing::Test {
 
 TEST_F(DeviceStoreTest, StoredDeviceConnectsUntilDisabled) {
   DeviceAuthenticator auth(store_, keys_);
-  const int64_t now = system_now_ms();
+  const int64_t now = system_clock_ms();
   EXPECT_EQ(connect(auth, now).reason, ReasonCode::kSuccess);
   store::Result<store::Device> device = store_->get_device("tn_1", "dv_store1");
   ASSERT_TRUE(device.ok());
@@ -87,7 +87,7 @@ TEST_F(DeviceStoreTest, StoredDeviceConnectsUntilDisabled) {
 
 TEST_F(DeviceStoreTest, RotatedSecretReplacesTheOldOne) {
   DeviceAuthenticator auth(store_, keys_);
-  const int64_t now = system_now_ms();
+  const int64_t now = system_clock_ms();
   std::string old_secret = secret_;
   secret_ = generate_device_secret();
   ASSERT_TRUE(

@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include "counterlink/gateway/hooks.h"
+#include "counterlink/platform/clock.h"
 
 namespace counterlink::store {
 class Store;
@@ -31,10 +32,6 @@ class Store;
 namespace counterlink::platform {
 
 class KeyRing;
-
-// Milliseconds since the Unix epoch; injectable for tests.
-using ClockMs = std::function<int64_t()>;
-int64_t system_now_ms();
 
 // A token bucket of authentication failures.
 struct FailureRateLimit {
@@ -91,7 +88,7 @@ class DeviceAuthenticator : public gateway::Authenticator {
   DeviceAuthenticator(std::shared_ptr<store::Store> store, std::shared_ptr<const KeyRing> keys,
                       DeviceAuthConfig config = {},
                       std::shared_ptr<gateway::Authenticator> fallback = nullptr,
-                      ClockMs clock = system_now_ms);
+                      ClockMs clock = system_clock_ms);
   ~DeviceAuthenticator() override;
   DeviceAuthenticator(const DeviceAuthenticator&) = delete;
   DeviceAuthenticator& operator=(const DeviceAuthenticator&) = delete;

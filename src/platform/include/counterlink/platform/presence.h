@@ -46,7 +46,7 @@ class PresenceRecorder : public gateway::GatewayEvents {
  public:
   // Throws std::invalid_argument without a store or a node name.
   PresenceRecorder(std::shared_ptr<store::Store> store, PresenceConfig config,
-                   ClockMs clock = system_now_ms);
+                   ClockMs clock = system_clock_ms);
   ~PresenceRecorder() override;  // stop()
   PresenceRecorder(const PresenceRecorder&) = delete;
   PresenceRecorder& operator=(const PresenceRecorder&) = delete;

@@ -30,16 +30,13 @@
 #include <vector>
 
 #include "counterlink/api/service.h"
+#include "counterlink/platform/clock.h"
 #include "counterlink/store/store.h"
 
 namespace counterlink::platform {
 
 class KeyRing;
 class SessionControl;
-
-// Milliseconds since the Unix epoch, UTC. Injectable for tests.
-using ClockMs = std::function<store::TimeMs()>;
-store::TimeMs system_clock_ms();
 
 // ---- Connection info -------------------------------------------------------
 
