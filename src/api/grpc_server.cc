@@ -348,6 +348,16 @@ class CallReactor final : public grpc::ServerGenericBidiReactor {
     }
     if (data_field) {
       const std::string& data = r->GetStringReference(*msg, data_field, nullptr);
+      uploaded_bytes_ += data.size();
+      if (uploaded_bytes_ > server_.config_.max_upload_bytes) {
+        Problem p;
+        p.http_status = 413;
+        p.code = "payload_too_large";
+        p.title = "Payload too large";
+        p.detail = "The upload is larger than " + std::to_string(server_.config_.max_upload_bytes) +
+                   " bytes; split it into several uploads.";
+        return fail(p);
+      }
       if (!data.empty()) {
         if (auto p = CallPipeline::guarded("chunk", call_, [&] { return upload_->chunk(data); }))
           return fail(*p);
@@ -395,6 +405,7 @@ class CallReactor final : public grpc::ServerGenericBidiReactor {
   grpc::ByteBuffer in_;
   grpc::ByteBuffer out_;
   std::unique_ptr<UploadHandler> upload_;
+  size_t uploaded_bytes_ = 0;  // sum of `data` so far (max_upload_bytes)
   grpc::StatusCode code_ = grpc::StatusCode::OK;
   std::chrono::steady_clock::time_point started_;
 };

@@ -471,6 +471,7 @@ void App::start() {
     grpc.tls_cert_file = config_.http.tls_cert_file;
     grpc.tls_key_file = config_.http.tls_key_file;
     grpc.idempotency_sealer = sealer;
+    grpc.max_upload_bytes = config_.http.max_upload_bytes;
     p.grpc = std::make_unique<api::GrpcServer>(grpc, p.registry, p.api_auth, p.api_limiter,
                                                p.store.get());
     p.grpc->start();

@@ -25,6 +25,7 @@ class GrpcServerTest : public ::testing::Test {
     config.bind_address = "127.0.0.1";
     config.port = 0;
     config.worker_threads = 2;
+    config.max_upload_bytes = kMaxUpload;
     server_ = std::make_unique<GrpcServer>(config, registry_, auth_,
                                            std::make_shared<testing::TestRateLimiter>(), nullptr);
     server_->start();
@@ -47,6 +48,7 @@ class GrpcServerTest : public ::testing::Test {
                : std::string(it->second.data(), it->second.size());
   }
 
+  static constexpr size_t kMaxUpload = 64 * 1024;
   ServiceRegistry registry_;
   std::shared_ptr<testing::ThingServiceState> state_;
   std::shared_ptr<testing::TestAuthenticator> auth_;
@@ -223,6 +225,31 @@ TEST_F(GrpcServerTest, UploadChunkProblemEndsTheStream) {
   grpc::Status status = writer->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_EQ(trailer(ctx, "counterlink-problem-code"), "bad_row");
+}
+
+TEST_F(GrpcServerTest, UploadStreamLargerThanTheLimitIsRefusedAsTooLarge) {
+  grpc::ClientContext ctx;
+  authorize(ctx);
+  v1::ImportThingsResponse resp;
+  auto writer = stub_->ImportThings(&ctx, &resp);
+  v1::ImportThingsRequest first;
+  first.set_content_type("text/csv");
+  first.set_data(std::string(16 * 1024, 'a') + "\n");
+  writer->Write(first);
+  for (int i = 0; i < 8; ++i) {  // 8 x 16 KiB more: over the 64 KiB limit
+    v1::ImportThingsRequest more;
+    more.set_data(std::string(16 * 1024, 'b') + "\n");
+    if (!writer->Write(more)) break;  // the server already ended the call
+  }
+  writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_EQ(trailer(ctx, "counterlink-problem-code"), "payload_too_large");
+  std::lock_guard lock(state_->mu);
+  size_t delivered = 0;
+  for (size_t n : state_->chunk_sizes)
+    delivered += n;
+  EXPECT_LE(delivered, kMaxUpload) << "nothing beyond the limit reaches the handler";
 }
 
 TEST(GrpcStatusMapping, CoversTheProblemStatuses) {

@@ -48,7 +48,8 @@ struct GrpcServerConfig {
   int worker_threads = 4;
   std::string tls_cert_file;  // TLS when both are set (PEM files)
   std::string tls_key_file;
-  int max_message_bytes = 4 << 20;  // per message; uploads stream many
+  int max_message_bytes = 4 << 20;       // per message; uploads stream many
+  size_t max_upload_bytes = 256u << 20;  // all `data` of one upload stream (413 above)
   std::chrono::milliseconds stop_grace{10'000};
 };
 
