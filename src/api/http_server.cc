@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -709,11 +710,21 @@ void HttpServerImpl::stop() {
   });
   // Close idle keep-alive connections; busy ones close after their answer.
   auto deadline = Clock::now() + config_.stop_grace;
+  // Take the live sessions out under the lock, but touch (and release) them
+  // outside it: dropping the last reference runs ~Session, which takes
+  // sessions_mu_ to unregister itself.
+  std::vector<std::shared_ptr<SessionBase>> live;
+  {
+    std::lock_guard lock(sessions_mu_);
+    for (auto& [raw, weak] : sessions_) {
+      if (auto s = weak.lock()) live.push_back(std::move(s));
+    }
+  }
+  for (auto& s : live)
+    s->close_if_idle();
+  live.clear();
   {
     std::unique_lock lock(sessions_mu_);
-    for (auto& [raw, weak] : sessions_) {
-      if (auto s = weak.lock()) s->close_if_idle();
-    }
     sessions_cv_.wait_until(lock, deadline, [this] { return sessions_.empty(); });
   }
   work_.reset();

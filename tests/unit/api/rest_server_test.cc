@@ -1,5 +1,6 @@
 // The REST/JSON server end to end: a real HttpServer on port 0, libcurl as
 // the client, the test ThingService behind it.
+#include <atomic>
 #include <filesystem>
 #include <thread>
 
@@ -393,6 +394,41 @@ TEST_F(RestServerTest, StopLetsAnInFlightRequestFinish) {
   // And the port no longer accepts.
   auto after = call("GET", "/healthz");
   EXPECT_EQ(after.status, 0);
+}
+
+// Regression: stop() used to drop the last reference to a session while
+// holding the session-registry lock, and ~Session takes that lock: stop()
+// deadlocked when a client hung up at the same moment. Clients open and
+// close connections as fast as they can while the server stops; a deadlock
+// shows as this test hanging (ctest's timeout fails it).
+TEST_F(RestServerTest, StopReturnsWhileClientsConnectAndHangUp) {
+  const uint16_t port = server_->port();
+  std::atomic<bool> done{false};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&] {
+      while (!done) {
+        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(port);
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+          const char request[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+          (void)!::send(fd, request, sizeof request - 1, MSG_NOSIGNAL);
+          char buf[256];
+          (void)!::recv(fd, buf, sizeof buf, 0);
+        }
+        ::close(fd);
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  server_->stop();
+  done = true;
+  for (auto& c : clients)
+    c.join();
+  EXPECT_EQ(call("GET", "/healthz").status, 0);
 }
 
 // A plain TCP connection to the server, for what libcurl hides.
