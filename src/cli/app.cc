@@ -259,8 +259,8 @@ namespace {
 constexpr int64_t kIdempotencyRetentionMs = 24 * 3600 * 1000;
 constexpr auto kHousekeepingInterval = std::chrono::minutes(10);
 
-// Key rotation: device secrets sealed under a key that is no longer the
-// active one are re-sealed under the active key, so the old key can be
+// Key rotation: device secrets and API signing keys sealed under a key that
+// is no longer the active one are re-sealed under the active key, so the old key can be
 // removed from the configuration once the pass has finished. Runs once at
 // start, in the background; safe to interrupt (it resumes on next start).
 void reseal_device_secrets(store::Store& store, const platform::KeyRing& keys,
@@ -294,6 +294,32 @@ void reseal_device_secrets(store::Store& store, const platform::KeyRing& keys,
     }
     if (!listing.value().more || listing.value().items.empty()) break;
     page.after_id = listing.value().items.back().id;
+  }
+  // API keys' request-signing keys, likewise (the secret itself is only
+  // kept as a hash).
+  store::Page keys_page;
+  keys_page.limit = 1000;
+  for (;;) {
+    if (stopping) return;
+    auto listing = store.list_api_keys("", keys_page);
+    if (!listing.ok()) {
+      spdlog::warn("keys.reseal_interrupted error=\"{}\" hint=\"it resumes on next start\"",
+                   listing.status().message);
+      return;
+    }
+    for (const store::ApiKey& key : listing.value().items) {
+      ++scanned;
+      if (key.signing_key_sealed.empty() || !keys.needs_reseal(key.signing_key_sealed)) continue;
+      platform::OpenResult signing_key = keys.open(key.signing_key_sealed, key.id);
+      if (!signing_key.ok() ||
+          !store.set_api_key_signing_key(key.id, keys.seal(signing_key.plaintext, key.id)).ok()) {
+        ++failed;
+        continue;
+      }
+      ++resealed;
+    }
+    if (!listing.value().more || listing.value().items.empty()) break;
+    keys_page.after_id = listing.value().items.back().id;
   }
   if (resealed > 0 || failed > 0) {
     spdlog::info("keys.reseal_done active_key={} resealed={} failed={} scanned={}",

@@ -3,6 +3,8 @@ secrets sealed under an old key are re-sealed under the new active key at
 start, after which the old key can be removed and devices still connect."""
 
 import base64
+import hashlib
+import hmac
 import os
 import shutil
 import tempfile
@@ -11,6 +13,17 @@ import unittest
 
 from harness import V311, PahoClient, Server, ServerTestCase, wait_until
 from device_signing import sign
+
+
+def signed_get(server, token, path):
+    """GET with a CL-HMAC-SHA256 request signature (docs/api.md) instead of the bearer."""
+    key_id, secret = token.split(".", 1)
+    ts = str(int(time.time()))
+    signing_key = hmac.new(secret.encode(), b"counterlink-request-signing", hashlib.sha256).digest()
+    canonical = "\n".join(["CL-HMAC-SHA256", ts, "GET", path, hashlib.sha256(b"").hexdigest()])
+    sig = hmac.new(signing_key, canonical.encode(), hashlib.sha256).hexdigest()
+    return server.api("").get(path, headers={
+        "Authorization": f"CL-HMAC-SHA256 Credential={key_id}, Timestamp={ts}, Signature={sig}"})
 
 
 def key_settings(*keys, active):
@@ -42,6 +55,9 @@ class KeyRotationTest(ServerTestCase):
             created = admin.post("/v1/devices", {"tenant_id": tenant["id"],
                                                  "product_id": product["id"],
                                                  "serial": "ROT-1"}).json
+            tenant_token = admin.post("/v1/api-keys", {"name": "signer",
+                                                       "tenant_id": tenant["id"]}).json["token"]
+            self.assertEqual(signed_get(server, tenant_token, "/v1/devices").status, 200)
         finally:
             server.stop()
         device_id, secret = created["device"]["id"], created["secret"]
@@ -49,7 +65,9 @@ class KeyRotationTest(ServerTestCase):
         # Both keys, the new one active: the start-up pass re-seals.
         server = start(key_settings(old, new, active="k2026"))
         try:
-            server.wait_log(r"keys\.reseal_done active_key=k2026 resealed=1 failed=0")
+            # The device secret, the tenant key's and the first operator key's
+            # signing keys.
+            server.wait_log(r"keys\.reseal_done active_key=k2026 resealed=3 failed=0")
         finally:
             server.stop()
 
@@ -60,6 +78,10 @@ class KeyRotationTest(ServerTestCase):
             with PahoClient(server, device_id, protocol=V311, username=user,
                             password=pw) as device:
                 self.assertEqual(device.reason_code, 0)
+            # ... and the tenant key still signs requests.
+            answer = signed_get(server, tenant_token, "/v1/devices")
+            self.assertEqual(answer.status, 200, answer)
+            self.assertEqual([d["id"] for d in answer.json["devices"]], [device_id])
         finally:
             server.stop()
 

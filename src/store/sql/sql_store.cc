@@ -464,6 +464,12 @@ class SqlStore final : public Store {
         std::move(params), "API key " + id);
   }
 
+  Status set_api_key_signing_key(const std::string& id,
+                                 const std::string& signing_key_sealed) override {
+    return update_one("UPDATE api_keys SET signing_key_sealed = ? WHERE id = ?",
+                      {blob_param(signing_key_sealed), text_param(id)}, "API key " + id);
+  }
+
   // Coalesced (kTouchFlushInterval): recorded in memory now, written with
   // the other pending touches by the first touch after the interval, or when
   // the store closes. Reads of API keys see pending touches at once. Unknown

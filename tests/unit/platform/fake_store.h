@@ -115,6 +115,9 @@ class FakeStore : public store::Store {
     return no();
   }
   store::Status touch_api_key(const std::string&, store::TimeMs) override { return no(); }
+  store::Status set_api_key_signing_key(const std::string&, const std::string&) override {
+    return no();
+  }
   store::Status create_product(const store::Product&) override { return no(); }
   store::Result<store::Product> get_product(const std::string&, const std::string&) override {
     return no();

@@ -670,6 +670,26 @@ TEST_P(StoreConformance, RecordPresenceUpdatesTheDeviceAndAppendsHistory) {
   EXPECT_EQ(history.value().items[2].at_ms, 1000);
 }
 
+TEST_P(StoreConformance, ApiKeySigningKeyIsReplacedAndUnknownKeysAreNotFound) {
+  add_tenant("tn_a");
+  ApiKey key;
+  key.id = "ak_1";
+  key.tenant_id = "tn_a";
+  key.scope = "tenant";
+  key.name = "k";
+  key.secret_hash = std::string("\x01\x00\x02", 3);
+  key.signing_key_sealed = std::string("old\x00sealed", 10);
+  key.created_ms = 1;
+  ASSERT_TRUE(store_->create_api_key(key).ok());
+  const std::string resealed("new\x00sealed\xff", 11);
+  ASSERT_TRUE(store_->set_api_key_signing_key("ak_1", resealed).ok());
+  auto read = store_->get_api_key("ak_1");
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read.value().signing_key_sealed, resealed);
+  EXPECT_EQ(read.value().secret_hash, key.secret_hash);
+  EXPECT_EQ(store_->set_api_key_signing_key("ak_missing", resealed).code, Code::kNotFound);
+}
+
 TEST_P(StoreConformance, LateOfflineFromAnotherNodeDoesNotTakeAMovedDeviceOffline) {
   add_tenant("tn_a");
   add_product("tn_a", "pd_a");

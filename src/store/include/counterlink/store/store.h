@@ -239,6 +239,9 @@ class Store {
   virtual Result<Listing<ApiKey>> list_api_keys(const std::string& tenant_id, const Page& page) = 0;
   virtual Status revoke_api_key(const std::string& tenant_id, const std::string& id,
                                 TimeMs at_ms) = 0;
+  // Replaces the sealed signing key (master-key rotation re-seals it).
+  virtual Status set_api_key_signing_key(const std::string& id,
+                                         const std::string& signing_key_sealed) = 0;
   // Best effort; may be batched or coalesced by the adapter.
   virtual Status touch_api_key(const std::string& id, TimeMs at_ms) = 0;
 
