@@ -47,8 +47,20 @@ class CsvReader {
     ++record_bytes_;
     field_ += c;
   }
+  // A field ends at a separator: the comma counts towards the record's size,
+  // so a record of nothing but commas is bounded like any other.
+  void end_field_at_comma() {
+    if (record_bytes_ >= max_record_bytes_) {
+      too_long_ = true;
+    } else {
+      ++record_bytes_;
+    }
+    end_field();
+  }
   void end_field() {
-    fields_.push_back(std::move(field_));
+    // Once a record is too long its content is dropped: memory stays bounded
+    // by max_record_bytes whatever the record holds.
+    if (!too_long_) fields_.push_back(std::move(field_));
     field_.clear();
   }
   template <typename OnRecord>
@@ -118,7 +130,7 @@ void CsvReader::feed(std::string_view data, OnRecord&& on_record) {
           state_ = State::kQuoted;
           quoted_ = true;
         } else if (c == ',') {
-          end_field();
+          end_field_at_comma();
         } else if (c == '\r' || c == '\n') {
           skip_lf_ = c == '\r';
           end_record(on_record);
@@ -129,7 +141,7 @@ void CsvReader::feed(std::string_view data, OnRecord&& on_record) {
         break;
       case State::kUnquoted:
         if (c == ',') {
-          end_field();
+          end_field_at_comma();
           state_ = State::kFieldStart;
         } else if (c == '\r' || c == '\n') {
           skip_lf_ = c == '\r';
@@ -150,7 +162,7 @@ void CsvReader::feed(std::string_view data, OnRecord&& on_record) {
           append('"');
           state_ = State::kQuoted;
         } else if (c == ',') {
-          end_field();
+          end_field_at_comma();
           state_ = State::kFieldStart;
         } else if (c == '\r' || c == '\n') {
           skip_lf_ = c == '\r';

@@ -180,6 +180,21 @@ TEST_F(ImportTest, CsvReaderReportsOversizedAndUnterminatedRecordsAndGoesOn) {
   EXPECT_EQ(seen[3].second, RecordError::kUnterminatedQuote);
 }
 
+// Found by fuzz/import_reader_fuzz: commas used to add fields without
+// counting, so a record of a million commas grew without bound.
+TEST_F(ImportTest, CsvRecordOfOnlyCommasIsBoundedLikeAnyOther) {
+  std::vector<std::pair<size_t, RecordError>> seen;
+  CsvReader reader(16);
+  auto collect = [&](std::vector<std::string>& fields, RecordError error) {
+    seen.emplace_back(fields.size(), error);
+  };
+  reader.feed(std::string(1 << 20, ',') + "\na,b\n", collect);
+  reader.finish(collect);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0], std::make_pair(size_t{0}, RecordError::kTooLong));
+  EXPECT_EQ(seen[1], std::make_pair(size_t{2}, RecordError::kNone));
+}
+
 TEST_F(ImportTest, InvalidAndDuplicateRowsAreReportedAndValidRowsCommitted) {
   const std::string product = make_product(a_);
   make_device(a_, product, "TAKEN");
