@@ -392,7 +392,7 @@ void App::start() {
           file.string());
     }
   }
-  if (!admin_token.empty()) ensure_admin_key(*p.store, *p.keys, admin_token);
+  ensure_admin_key(*p.store, *p.keys, admin_token);
 
   // Gateway: devices authenticate against the store; static users (if any)
   // remain for operators' tools.

@@ -70,8 +70,8 @@ struct DeviceAuthConfig {
   uint32_t replay_window_s = 300;
   uint32_t max_failures_per_address = 10;  // per minute, then refused
   uint32_t max_failures_per_device = 5;    // per minute, then refused
-  // Public address and ports devices use, for connection-info answers; "" =
-  // the host the API was called on.
+  // Host name devices use, for connection-info answers; "" = this node's
+  // host name (node_name if set).
   std::string public_host;
 };
 
