@@ -48,7 +48,8 @@ bool valid_field_path(std::string_view s) {
 
 }  // namespace
 
-bool percent_decode(std::string_view in, std::string& out, bool plus_is_space) {
+bool percent_decode(std::string_view in, std::string& out, bool plus_is_space,
+                    bool keep_encoded_slash) {
   out.clear();
   out.reserve(in.size());
   for (size_t i = 0; i < in.size(); ++i) {
@@ -58,7 +59,11 @@ bool percent_decode(std::string_view in, std::string& out, bool plus_is_space) {
       int hi = hex_value(in[i + 1]);
       int lo = hex_value(in[i + 2]);
       if (hi < 0 || lo < 0) return false;
-      out.push_back(static_cast<char>(hi * 16 + lo));
+      if (keep_encoded_slash && hi * 16 + lo == '/') {
+        out.append(in.substr(i, 3));  // as sent: %2F or %2f
+      } else {
+        out.push_back(static_cast<char>(hi * 16 + lo));
+      }
       i += 2;
     } else if (c == '+' && plus_is_space) {
       out.push_back(' ');
@@ -180,8 +185,14 @@ bool PathTemplate::match(std::string_view path, Bindings& out) const {
       if (s > first) joined.push_back('/');
       joined.append(raw[s]);
     }
+    // google.api.http: a variable over several segments ("{name=a/**}")
+    // keeps %2F encoded, so a decoded '/' always means a segment boundary.
+    bool multi_segment = last - first > 1;
+    for (size_t s = first; s < v.end_segment && s < n; ++s) {
+      multi_segment = multi_segment || segments_[s].kind == Kind::kDoubleStar;
+    }
     std::string decoded;
-    if (!percent_decode(joined, decoded)) return false;
+    if (!percent_decode(joined, decoded, /*plus_is_space=*/false, multi_segment)) return false;
     found.emplace_back(v.field_path, std::move(decoded));
   }
   out = std::move(found);

@@ -58,6 +58,7 @@ class PathTemplate {
 };
 
 // Percent-decodes `in`; false on a malformed escape.
-bool percent_decode(std::string_view in, std::string& out, bool plus_is_space = false);
+bool percent_decode(std::string_view in, std::string& out, bool plus_is_space = false,
+                    bool keep_encoded_slash = false);
 
 }  // namespace counterlink::api

@@ -60,6 +60,16 @@ TEST(PathTemplate, VariablesArePercentDecodedAfterSplitting) {
   EXPECT_FALSE(parse("/v1/things/{id}").match("/v1/things/bad%zz", b));
 }
 
+TEST(PathTemplate, MultiSegmentVariablesKeepEncodedSlashes) {
+  // google.api.http: only single-segment variables decode %2F; in a
+  // multi-segment variable a '/' must mean a segment boundary.
+  PathTemplate::Bindings b;
+  ASSERT_TRUE(parse("/v1/files/{path=**}").match("/v1/files/a%2Fb/c%20d", b));
+  EXPECT_EQ(b[0].second, "a%2Fb/c d");
+  ASSERT_TRUE(parse("/v1/{name=tenants/*/devices/*}").match("/v1/tenants/t%2f1/devices/d", b));
+  EXPECT_EQ(b[0].second, "tenants/t%2f1/devices/d");
+}
+
 TEST(PathTemplate, RejectsInvalidTemplates) {
   std::string error;
   EXPECT_FALSE(PathTemplate::parse("v1/x", &error));
