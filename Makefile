@@ -46,7 +46,7 @@ fuzz: bootstrap
 	scripts/fuzz $(FUZZ_SECONDS)
 
 bench: build
-	bench/compare
+	bench/compare --counterlink $(BUILD_DIR)/counterlink
 
 format:
 	git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' 'fuzz/*.cc' | xargs clang-format -i
