@@ -85,31 +85,45 @@ ApiClient::~ApiClient() {
   curl_easy_cleanup(static_cast<CURL*>(curl_));
 }
 
-ApiAnswer ApiClient::send(const std::string& method, const std::string& path,
-                          const std::string* body) {
+// The part every request shares: URL, headers, the answer collected, and
+// the timeouts; `configure` sets the method and body.
+ApiAnswer ApiClient::perform(const std::string& path, const std::vector<std::string>& headers,
+                             const std::function<void(void*)>& configure, long timeout_s) {
   CURL* curl = static_cast<CURL*>(curl_);
   curl_easy_reset(curl);
   const std::string url = base_url_ + path;
   std::string response;
-  curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "Accept: application/json");
-  if (!token_.empty())
-    headers = curl_slist_append(headers, ("Authorization: Bearer " + token_).c_str());
-  if (body != nullptr) {
-    headers = curl_slist_append(headers, "Content-Type: application/json");
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body->c_str());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
-  }
+  curl_slist* list = curl_slist_append(nullptr, "Accept: application/json");
+  if (!token_.empty()) list = curl_slist_append(list, ("Authorization: Bearer " + token_).c_str());
+  for (const auto& h : headers)
+    list = curl_slist_append(list, h.c_str());
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 120L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, timeout_s);
+  configure(curl);
   const CURLcode rc = curl_easy_perform(curl);
-  curl_slist_free_all(headers);
+  curl_slist_free_all(list);
   return finish(curl, rc, response);
+}
+
+ApiAnswer ApiClient::send(const std::string& method, const std::string& path,
+                          const std::string* body) {
+  std::vector<std::string> headers;
+  if (body != nullptr) headers.push_back("Content-Type: application/json");
+  return perform(
+      path, headers,
+      [&](void* handle) {
+        CURL* curl = static_cast<CURL*>(handle);
+        curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
+        if (body != nullptr) {
+          curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body->c_str());
+          curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
+        }
+      },
+      120L);
 }
 
 ApiAnswer ApiClient::get(const std::string& path) {
@@ -144,32 +158,21 @@ ApiAnswer ApiClient::upload(const std::string& path, const std::string& file,
   std::fseek(state.file, 0, SEEK_SET);
   state.progress = &progress;
 
-  CURL* curl = static_cast<CURL*>(curl_);
-  curl_easy_reset(curl);
-  const std::string url = base_url_ + path;
-  std::string response;
-  curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "Accept: application/json");
-  headers = curl_slist_append(headers, ("Content-Type: " + content_type).c_str());
-  headers = curl_slist_append(headers, "Expect:");
-  if (!token_.empty())
-    headers = curl_slist_append(headers, ("Authorization: Bearer " + token_).c_str());
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_POST, 1L);
-  curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_file);
-  curl_easy_setopt(curl, CURLOPT_READDATA, &state);
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(state.total));
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
-  curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, report_progress);
-  curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &state);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
-  const CURLcode rc = curl_easy_perform(curl);
-  curl_slist_free_all(headers);
+  ApiAnswer answer = perform(
+      path, {"Content-Type: " + content_type, "Expect:"},
+      [&](void* handle) {
+        CURL* curl = static_cast<CURL*>(handle);
+        curl_easy_setopt(curl, CURLOPT_POST, 1L);
+        curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_file);
+        curl_easy_setopt(curl, CURLOPT_READDATA, &state);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(state.total));
+        curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, report_progress);
+        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &state);
+      },
+      0L);  // no overall limit: a large import may take minutes
   std::fclose(state.file);
-  return finish(curl, rc, response);
+  return answer;
 }
 
 std::string url_encode(const std::string& value) {

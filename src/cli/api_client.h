@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -42,6 +43,9 @@ class ApiClient {
 
  private:
   ApiAnswer send(const std::string& method, const std::string& path, const std::string* body);
+  // `configure` receives the CURL* handle; timeout_s 0 = none.
+  ApiAnswer perform(const std::string& path, const std::vector<std::string>& headers,
+                    const std::function<void(void*)>& configure, long timeout_s);
 
   std::string base_url_;
   std::string token_;

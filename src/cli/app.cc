@@ -265,6 +265,9 @@ constexpr auto kHousekeepingInterval = std::chrono::minutes(10);
 // start, in the background; safe to interrupt (it resumes on next start).
 void reseal_device_secrets(store::Store& store, const platform::KeyRing& keys,
                            const std::atomic<bool>& stopping) {
+  // With one key, nothing sealed under another key could be opened anyway:
+  // no scan of every device at each start.
+  if (!keys.has_inactive_keys()) return;
   int64_t scanned = 0, resealed = 0, failed = 0;
   store::Page page;
   page.limit = 1000;

@@ -131,6 +131,8 @@ TEST(KeyRing, RotationOpensOldValuesAndFlagsThemForReseal) {
   KeyRing before({{"k1", key_of('a')}}, "k1");
   std::string old_sealed = before.seal("secret", "dv_1");
   KeyRing after({{"k1", key_of('a')}, {"k2", key_of('b')}}, "k2");
+  EXPECT_FALSE(before.has_inactive_keys());
+  EXPECT_TRUE(after.has_inactive_keys());
   EXPECT_TRUE(after.needs_reseal(old_sealed));
   OpenResult opened = after.open(old_sealed, "dv_1");
   ASSERT_TRUE(opened.ok());

@@ -127,6 +127,9 @@ class KeyRing {
   static std::optional<std::string> key_id_of(std::string_view sealed);
 
   const std::string& active_key_id() const { return active_id_; }
+  // True while keys other than the active one are configured (a rotation
+  // is in progress: values sealed under them can be re-sealed).
+  bool has_inactive_keys() const { return keys_.size() > 1; }
 
  private:
   std::map<std::string, std::string> keys_;
