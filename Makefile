@@ -8,7 +8,7 @@ FUZZ_SECONDS ?= 60
 CONFIG      ?= config/counterlink.yaml
 GENERATOR   := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all bootstrap build build-asan run test test-release test-asan fuzz bench format clean
+.PHONY: all bootstrap build build-asan run test test-release test-asan fuzz bench bench-broadcasts format clean
 
 all: build
 
@@ -27,7 +27,7 @@ build-asan: bootstrap
 
 # Starts Counterlink on its embedded default (all roles, data in ./data).
 run: build
-	$(BUILD_DIR)/counterlink serve --config $(CONFIG)
+	$(BUILD_DIR)/counterlink serve --config $(CONFIG) --demo
 
 # Builds and passes every test: the release build's suites, the same suites
 # under AddressSanitizer + UndefinedBehaviorSanitizer, and a bounded fuzz run.
@@ -47,6 +47,13 @@ fuzz: bootstrap
 
 bench: build
 	bench/compare --counterlink $(BUILD_DIR)/counterlink
+
+# Durable payment broadcasts through the API on SQLite and PostgreSQL, with
+# mosquitto and database peers (bench/README.md); writes its section of
+# docs/benchmarks.md. For the issue's figures use a Release build:
+#   make bench-broadcasts BUILD_DIR=build/h-bench
+bench-broadcasts: build
+	bench/broadcasts --counterlink $(BUILD_DIR)/counterlink
 
 format:
 	git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' 'fuzz/*.cc' | xargs clang-format -i

@@ -1,8 +1,13 @@
 #include "counterlink/api/grpc_server.h"
 
+#include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -17,6 +22,7 @@
 #include "http_common.h"
 #include "json_codec.h"
 #include "method_table.h"
+#include "stream_threads.h"
 
 namespace counterlink::api {
 
@@ -134,8 +140,8 @@ class GrpcServerImpl final : public grpc::CallbackGenericService {
                  std::shared_ptr<RateLimiter> limiter, store::Store* store)
       : config_(std::move(config)),
         table_(registry),
-        pipeline_(std::move(authenticator), std::move(limiter), store, config_.idempotency_sealer) {
-  }
+        pipeline_(std::move(authenticator), std::move(limiter), store, config_.idempotency_sealer),
+        streams_(config_.max_streams) {}
 
   ~GrpcServerImpl() override { stop(); }
 
@@ -174,6 +180,9 @@ class GrpcServerImpl final : public grpc::CallbackGenericService {
   void stop() {
     if (!server_ || stopped_) return;
     stopped_ = true;
+    // Streams last as long as their clients listen: end them first (their
+    // handlers return, the calls finish) so Shutdown waits only for the rest.
+    streams_.close_and_join();
     server_->Shutdown(std::chrono::system_clock::now() + config_.stop_grace);
     workers_->join();
     server_->Wait();
@@ -183,6 +192,7 @@ class GrpcServerImpl final : public grpc::CallbackGenericService {
   GrpcServerConfig config_;
   MethodTable table_;
   CallPipeline pipeline_;
+  StreamThreads streams_;  // handler threads of the open server streams
   std::unique_ptr<net::thread_pool> workers_;
   std::unique_ptr<grpc::Server> server_;
   uint16_t port_ = 0;
@@ -191,6 +201,51 @@ class GrpcServerImpl final : public grpc::CallbackGenericService {
 };
 
 namespace {
+
+class CallReactor;
+
+// The StreamSink of one server-streaming call. send() and end() on the
+// handler's thread, on_write_done() and cancel() from gRPC's threads (cancel()
+// also from StreamThreads::close_and_join). Every call into the reactor is
+// made under mu_ and none after Finish (the reactor deletes itself in OnDone,
+// which follows Finish), so the sink outlives it safely.
+class GrpcStreamSink final : public StreamSink {
+ public:
+  GrpcStreamSink(CallReactor& reactor, size_t buffer_bytes)
+      : reactor_(&reactor), buffer_bytes_(buffer_bytes) {}
+
+  bool send(const gp::Message& message, std::string_view, std::string_view) override;
+  bool heartbeat() override { return !cancelled(); }  // gRPC keeps the connection alive
+  bool cancelled() const override { return cancelled_.load(std::memory_order_acquire); }
+
+  // gRPC thread: the write in flight completed (ok = false: the call is dead).
+  void on_write_done(bool ok);
+  // The client cancelled (`server_stopping` false) or the server stops.
+  void cancel(bool server_stopping);
+  // Handler thread, once: finishes the call after the queued messages.
+  void end(Outcome problem);
+
+  size_t messages() const { return messages_; }  // handler thread
+
+ private:
+  void write_next_locked();
+  void finish_locked();
+
+  CallReactor* reactor_;  // null after Finish; guarded by mu_
+  const size_t buffer_bytes_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> queue_;  // serialized messages not yet handed to gRPC
+  size_t queued_bytes_ = 0;        // in queue_ and in flight
+  grpc::ByteBuffer inflight_;
+  size_t inflight_bytes_ = 0;
+  bool writing_ = false;
+  bool ending_ = false;  // end() was called
+  Outcome final_;        // what end() was given
+  bool server_stopping_ = false;
+  std::atomic<bool> cancelled_{false};  // written under mu_
+  size_t messages_ = 0;                 // handler thread only
+};
 
 // One call. Lives until OnDone. gRPC invokes the On* callbacks one at a time;
 // the work between them runs on the worker pool, and the next Start* is only
@@ -219,6 +274,13 @@ class CallReactor final : public grpc::ServerGenericBidiReactor {
   }
 
   void OnReadDone(bool ok) override {
+    if (method_->is_stream()) {
+      if (!ok) {
+        return finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                   "The call carried no request message."));
+      }
+      return post([this] { stream(); });
+    }
     if (method_->is_upload()) {
       if (!ok) {
         if (ctx_->IsCancelled()) return finish(grpc::Status::CANCELLED);
@@ -236,7 +298,24 @@ class CallReactor final : public grpc::ServerGenericBidiReactor {
     post([this] { unary(); });
   }
 
-  void OnWriteDone(bool) override {}
+  void OnWriteDone(bool ok) override {
+    if (auto sink = stream_sink()) sink->on_write_done(ok);
+  }
+
+  void OnCancel() override {
+    std::lock_guard lock(stream_mu_);
+    client_cancelled_ = true;
+    if (sink_) sink_->cancel(/*server_stopping=*/false);
+  }
+
+  // ---- For GrpcStreamSink (under its lock) ---------------------------------
+
+  void stream_write(const grpc::ByteBuffer* message) { StartWrite(message); }
+
+  void stream_finish(const Outcome& p, bool client_cancelled) {
+    if (p) return fail(*p);
+    finish(client_cancelled ? grpc::Status::CANCELLED : grpc::Status::OK);
+  }
 
   void OnDone() override {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -306,6 +385,60 @@ class CallReactor final : public grpc::ServerGenericBidiReactor {
     }
     if (answer.problem) return fail(*answer.problem);
     reply(*answer.response);
+  }
+
+  // On a worker: the pipeline, then the handler on a stream thread.
+  void stream() {
+    auto request = std::shared_ptr<gp::Message>(method_->request_prototype->New());
+    std::string raw;
+    if (!parse(*request, &raw)) {
+      return fail(invalid_argument(
+          "", "The request is not a valid " + request->GetDescriptor()->full_name() + "."));
+    }
+    if (auto p = server_.pipeline_.admit(call_, credentials(sha256_hex(raw)), method_))
+      return fail(*p);
+    const auto& md = ctx_->client_metadata();
+    if (auto it = md.find("last-event-id"); it != md.end())
+      call_.last_event_id = std::string(it->second.data(), it->second.size());
+
+    auto sink = std::make_shared<GrpcStreamSink>(*this, server_.config_.stream_buffer_bytes);
+    {
+      std::lock_guard lock(stream_mu_);
+      sink_ = sink;
+      if (client_cancelled_) sink->cancel(/*server_stopping=*/false);
+    }
+    const MethodInfo* method = method_;
+    auto run = [sink, method, ctx = call_, request]() mutable {
+      Outcome p = CallPipeline::guarded("stream", ctx,
+                                        [&] { return (*method->stream)(ctx, *request, *sink); });
+      spdlog::debug("grpc.stream_end method={} request_id={} messages={} problem={}", ctx.method,
+                    ctx.request_id, sink->messages(), p ? p->code : "");
+      sink->end(std::move(p));
+    };
+    auto started =
+        server_.streams_.start(std::move(run), [sink] { sink->cancel(/*server_stopping=*/true); });
+    if (started == StreamThreads::Start::kStarted) return;
+    {
+      std::lock_guard lock(stream_mu_);
+      sink_.reset();
+    }
+    Problem p;
+    if (started == StreamThreads::Start::kFull) {
+      p.http_status = 503;
+      p.code = "too_many_streams";
+      p.title = "Too many streams";
+      p.detail = "The server has " + std::to_string(server_.config_.max_streams) +
+                 " streams open, its limit; retry later.";
+      p.retry_after_s = 5;
+    } else {
+      p = unavailable("The server is shutting down; retry shortly.");
+    }
+    fail(p);
+  }
+
+  std::shared_ptr<GrpcStreamSink> stream_sink() {
+    std::lock_guard lock(stream_mu_);
+    return sink_;
   }
 
   void upload_message() {
@@ -406,9 +539,86 @@ class CallReactor final : public grpc::ServerGenericBidiReactor {
   grpc::ByteBuffer out_;
   std::unique_ptr<UploadHandler> upload_;
   size_t uploaded_bytes_ = 0;  // sum of `data` so far (max_upload_bytes)
+  // Server streams: OnCancel (a gRPC thread) may race the worker creating
+  // the sink.
+  std::mutex stream_mu_;
+  std::shared_ptr<GrpcStreamSink> sink_;  // guarded by stream_mu_
+  bool client_cancelled_ = false;         // guarded by stream_mu_
   grpc::StatusCode code_ = grpc::StatusCode::OK;
   std::chrono::steady_clock::time_point started_;
 };
+
+bool GrpcStreamSink::send(const gp::Message& message, std::string_view, std::string_view) {
+  if (cancelled()) return false;
+  std::string bytes;
+  if (!message.SerializeToString(&bytes)) return false;
+  {
+    std::unique_lock lock(mu_);
+    // A message larger than the buffer still goes out once the queue drained.
+    cv_.wait(lock, [&] { return cancelled() || queued_bytes_ < buffer_bytes_; });
+    if (cancelled() || ending_ || !reactor_) return false;
+    queued_bytes_ += bytes.size();
+    queue_.push_back(std::move(bytes));
+    if (!writing_) write_next_locked();
+  }
+  ++messages_;
+  return true;
+}
+
+void GrpcStreamSink::write_next_locked() {
+  std::string bytes = std::move(queue_.front());
+  queue_.pop_front();
+  inflight_bytes_ = bytes.size();
+  inflight_ = string_to_byte_buffer(bytes);
+  writing_ = true;
+  reactor_->stream_write(&inflight_);
+}
+
+void GrpcStreamSink::on_write_done(bool ok) {
+  std::lock_guard lock(mu_);
+  writing_ = false;
+  queued_bytes_ -= inflight_bytes_;
+  inflight_bytes_ = 0;
+  if (!ok && !cancelled()) cancelled_.store(true, std::memory_order_release);
+  if (cancelled()) {
+    queue_.clear();
+    queued_bytes_ = 0;
+  }
+  if (!queue_.empty() && reactor_) {
+    write_next_locked();
+  } else if (ending_) {
+    finish_locked();
+  }
+  cv_.notify_all();
+}
+
+void GrpcStreamSink::cancel(bool server_stopping) {
+  std::lock_guard lock(mu_);
+  if (server_stopping && !cancelled()) server_stopping_ = true;
+  cancelled_.store(true, std::memory_order_release);
+  cv_.notify_all();
+}
+
+void GrpcStreamSink::end(Outcome problem) {
+  std::lock_guard lock(mu_);
+  ending_ = true;
+  final_ = std::move(problem);
+  if (cancelled()) {  // what is queued is not worth the wait
+    queue_.clear();
+    queued_bytes_ = inflight_bytes_;
+  }
+  if (!writing_) finish_locked();
+}
+
+void GrpcStreamSink::finish_locked() {
+  if (!reactor_) return;
+  CallReactor* reactor = std::exchange(reactor_, nullptr);
+  // A stream the server ended is not complete: the client should reconnect.
+  if (!final_ && server_stopping_) {
+    final_ = unavailable("The server is shutting down; reconnect and resume from the last event.");
+  }
+  reactor->stream_finish(final_, cancelled() && !server_stopping_);
+}
 
 }  // namespace
 

@@ -1,19 +1,23 @@
 #include "counterlink/api/http_server.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
@@ -26,6 +30,7 @@
 #include "http_common.h"
 #include "json_codec.h"
 #include "method_table.h"
+#include "stream_threads.h"
 
 namespace counterlink::api {
 
@@ -99,6 +104,115 @@ Problem problem(int status, std::string code, std::string title, std::string det
   return p;
 }
 
+// ---- Server-sent events ------------------------------------------------------
+
+// An SSE field value: a line break would end the field (and could forge
+// another), NUL makes browsers drop the id.
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out += name;
+  out += ": ";
+  for (char c : value) {
+    if (c != '\r' && c != '\n' && c != '\0') out += c;
+  }
+  out += '\n';
+}
+
+// One event. The proto3 JSON printer writes one line (line breaks inside
+// strings are escaped), so the data is a single `data:` field.
+std::string sse_record(std::string_view id, std::string_view event, const std::string& json) {
+  std::string out;
+  out.reserve(json.size() + id.size() + event.size() + 24);
+  if (!id.empty()) append_field(out, "id", id);
+  if (!event.empty()) append_field(out, "event", event);
+  out += "data: ";
+  out += json;
+  out += "\n\n";
+  return out;
+}
+
+// The connection side of a REST stream (the session). Both calls post to the
+// session's strand and return at once; the strand sees them in call order.
+class SseConnection {
+ public:
+  virtual ~SseConnection() = default;
+  // `first`: the first bytes of the stream, to be preceded by the 200 header.
+  virtual void post_stream_bytes(std::string sse, bool first) = 0;
+  // After the handler returned; `committed`: bytes were posted before.
+  virtual void post_stream_end(Outcome problem, bool committed) = 0;
+};
+
+// The StreamSink of one REST stream. send()/heartbeat()/end() on the
+// handler's thread; written() on the session's strand; cancel() from any
+// thread. Holds the session weakly: a closed session goes away while the
+// handler may still run, and send() then reports the client gone.
+class SseSink final : public StreamSink {
+ public:
+  SseSink(std::weak_ptr<SseConnection> connection, size_t buffer_bytes)
+      : connection_(std::move(connection)), buffer_bytes_(buffer_bytes) {}
+
+  bool send(const google::protobuf::Message& message, std::string_view id,
+            std::string_view event) override {
+    if (cancelled()) return false;
+    if (!push(sse_record(id, event, message_to_json(message)))) return false;
+    ++events_;
+    return true;
+  }
+
+  bool heartbeat() override { return !cancelled() && push(": keepalive\n\n"); }
+
+  bool cancelled() const override { return cancelled_.load(std::memory_order_acquire); }
+
+  // Strand: `n` posted bytes reached the socket or were dropped.
+  void written(size_t n) {
+    std::lock_guard lock(mu_);
+    unwritten_ -= std::min(n, unwritten_);
+    cv_.notify_all();
+  }
+
+  // The client has gone or the server stops: wakes a blocked send().
+  void cancel() {
+    std::lock_guard lock(mu_);
+    cancelled_.store(true, std::memory_order_release);
+    cv_.notify_all();
+  }
+
+  // Handler thread, once, after the handler returned.
+  void end(Outcome problem) {
+    if (auto connection = connection_.lock())
+      connection->post_stream_end(std::move(problem), committed_);
+  }
+
+  size_t events() const { return events_; }  // handler thread
+
+ private:
+  bool push(std::string bytes) {
+    {
+      std::unique_lock lock(mu_);
+      // A record larger than the buffer still goes out once the buffer drained.
+      cv_.wait(lock, [&] { return cancelled() || unwritten_ < buffer_bytes_; });
+      if (cancelled()) return false;
+      unwritten_ += bytes.size();
+    }
+    auto connection = connection_.lock();
+    if (!connection) {
+      cancel();
+      return false;
+    }
+    connection->post_stream_bytes(std::move(bytes), !committed_);
+    committed_ = true;
+    return true;
+  }
+
+  const std::weak_ptr<SseConnection> connection_;
+  const size_t buffer_bytes_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t unwritten_ = 0;  // guarded by mu_
+  std::atomic<bool> cancelled_{false};
+  bool committed_ = false;  // handler thread only
+  size_t events_ = 0;       // handler thread only
+};
+
 }  // namespace
 
 // Sessions are templated on the stream (plain or TLS); the base lets the
@@ -116,8 +230,8 @@ class HttpServerImpl {
                  std::shared_ptr<RateLimiter> limiter, store::Store* store)
       : config_(std::move(config)),
         table_(registry),
-        pipeline_(std::move(authenticator), std::move(limiter), store, config_.idempotency_sealer) {
-  }
+        pipeline_(std::move(authenticator), std::move(limiter), store, config_.idempotency_sealer),
+        streams_(config_.max_streams) {}
 
   ~HttpServerImpl() { stop(); }
 
@@ -171,6 +285,11 @@ class HttpServerImpl {
 
   // A buffered request (JSON or raw), on the worker pool.
   std::shared_ptr<Response> serve_buffered(const RequestInfo& info, const std::string& body) const;
+  // A stream call up to its handler, on the worker pool: the pipeline (no
+  // Idempotency-Key), Last-Event-ID, the request from path, query and body.
+  Outcome admit_stream(const RequestInfo& info, const std::string& body,
+                       const MethodTable::Match& match, CallContext& ctx,
+                       google::protobuf::Message& request) const;
   std::shared_ptr<Response> serve_raw(const RawRoute& route, const RequestInfo& info,
                                       const std::string& body) const;
 
@@ -203,6 +322,7 @@ class HttpServerImpl {
   HttpServerConfig config_;
   MethodTable table_;
   CallPipeline pipeline_;
+  StreamThreads streams_;  // handler threads of the open SSE streams
   std::vector<RawRoute> raw_routes_;
   std::atomic<bool> stopping_{false};
   bool started_ = false;
@@ -228,7 +348,9 @@ class HttpServerImpl {
 namespace {
 
 template <class Stream>
-class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
+class Session : public SessionBase,
+                public SseConnection,
+                public std::enable_shared_from_this<Session<Stream>> {
  public:
   Session(HttpServerImpl& server, Stream stream, std::string remote, bool secure)
       : server_(server), stream_(std::move(stream)), remote_(std::move(remote)), secure_(secure) {}
@@ -324,16 +446,19 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     info_.remote_address = remote_;
     info_.secure = secure_;
     keep_alive_ = req.keep_alive();
+    chunked_ = req.version() >= 11;
     expect_continue_ = lower(std::string(req[http::field::expect])) == "100-continue";
 
-    // Upload methods stream; everything else is buffered up to the JSON limit.
+    // Upload methods stream; everything else is buffered up to the JSON limit
+    // (a server stream's request too: it is a GET, any body is refused).
+    stream_match_.reset();
     if (!server_.find_raw(info_.method, info_.path)) {
       MethodTable::Match match;
       std::string allow;
       if (server_.table_.route(info_.method, info_.path, match, allow) ==
-              MethodTable::RouteResult::kMatched &&
-          match.method->is_upload()) {
-        return start_upload(std::move(match));
+          MethodTable::RouteResult::kMatched) {
+        if (match.method->is_upload()) return start_upload(std::move(match));
+        if (match.method->is_stream()) stream_match_ = std::move(match);
       }
     }
     size_t limit = server_.config_.max_json_body_bytes;
@@ -384,6 +509,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     auto body = std::make_shared<std::string>(std::move(body_parser_->get().body()));
     body_parser_.reset();
     bytes_in_ = body->size();
+    if (stream_match_) return admit_stream(std::move(body));
     net::post(*server_.workers_, [self = this->shared_from_this(), body] {
       auto res = self->server_.serve_buffered(self->info_, *body);
       net::post(self->stream_.get_executor(), [self, res] { self->send(res, false); });
@@ -495,6 +621,156 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     });
   }
 
+  // ---- Server streams (SSE) -------------------------------------------------
+  //
+  // The strand owns the connection; the handler thread reaches it only by
+  // posting (post_stream_bytes / post_stream_end) through its SseSink. Once
+  // the stream is open a read stays pending to notice the client leaving.
+
+  void admit_stream(std::shared_ptr<std::string> body) {
+    net::post(*server_.workers_, [self = this->shared_from_this(), body] {
+      auto& server = self->server_;
+      const MethodInfo& method = *self->stream_match_->method;
+      CallContext ctx = server.context_for(self->info_, method.full_name);
+      std::shared_ptr<google::protobuf::Message> request(method.request_prototype->New());
+      Outcome p = server.admit_stream(self->info_, *body, *self->stream_match_, ctx, *request);
+      net::post(self->stream_.get_executor(),
+                [self, p = std::move(p), ctx = std::move(ctx), request]() mutable {
+                  if (p) return self->send(self->server_.make_problem(self->info_, *p), false);
+                  self->start_stream(std::move(ctx), std::move(request));
+                });
+    });
+  }
+
+  // On the strand: starting a thread here is cheap next to a stream's life.
+  void start_stream(CallContext ctx, std::shared_ptr<google::protobuf::Message> request) {
+    const MethodInfo* method = stream_match_->method;
+    sink_ = std::make_shared<SseSink>(std::weak_ptr<SseConnection>(this->shared_from_this()),
+                                      server_.config_.stream_buffer_bytes);
+    auto run = [sink = sink_, method, ctx = std::move(ctx),
+                request = std::move(request)]() mutable {
+      Outcome p = CallPipeline::guarded("stream", ctx,
+                                        [&] { return (*method->stream)(ctx, *request, *sink); });
+      spdlog::debug("http.stream_end method={} request_id={} events={} problem={}", ctx.method,
+                    ctx.request_id, sink->events(), p ? p->code : "");
+      sink->end(std::move(p));
+    };
+    auto started = server_.streams_.start(std::move(run), [sink = sink_] { sink->cancel(); });
+    if (started != StreamThreads::Start::kStarted) {
+      sink_.reset();
+      Problem p = started == StreamThreads::Start::kFull
+                      ? problem(503, "too_many_streams", "Too many streams",
+                                "The server has " + std::to_string(server_.config_.max_streams) +
+                                    " streams open, its limit; retry later.")
+                      : unavailable("The server is shutting down; retry shortly.");
+      if (started == StreamThreads::Start::kFull) p.retry_after_s = 5;
+      return send(server_.make_problem(info_, p), false);
+    }
+    streaming_ = true;
+    write_timer_.emplace(stream_.get_executor());
+    beast::get_lowest_layer(stream_).expires_never();
+    watch_peer();
+  }
+
+  // Any bytes the client sends now are discarded; EOF or an error means it
+  // has gone.
+  void watch_peer() {
+    stream_.async_read_some(
+        net::buffer(probe_), [self = this->shared_from_this()](beast::error_code ec, size_t) {
+          if (!ec) return self->watch_peer();
+          if (!self->stream_closed_) {
+            spdlog::debug("http.stream_client_gone remote={} request_id={} error=\"{}\"",
+                          self->remote_, self->info_.request_id, ec.message());
+          }
+          self->close();
+        });
+  }
+
+  void post_stream_bytes(std::string sse, bool first) override {
+    net::post(stream_.get_executor(),
+              [self = this->shared_from_this(), sse = std::move(sse), first]() mutable {
+                self->on_stream_bytes(std::move(sse), first);
+              });
+  }
+
+  void post_stream_end(Outcome problem, bool committed) override {
+    net::post(stream_.get_executor(),
+              [self = this->shared_from_this(), problem = std::move(problem), committed] {
+                self->on_stream_end(problem, committed);
+              });
+  }
+
+  void on_stream_bytes(std::string sse, bool first) {
+    if (stream_closed_) return sink_->written(sse.size());
+    if (first) outbox_ += stream_header();
+    append_chunk(sse);
+    outbox_payload_ += sse.size();
+    flush_stream();
+  }
+
+  void on_stream_end(const Outcome& p, bool committed) {
+    if (stream_closed_) return;
+    if (!committed && p) return send(server_.make_problem(info_, *p), /*close=*/true);
+    server_.log(info_, 200, bytes_in_);
+    if (!committed) outbox_ += stream_header();
+    if (chunked_) outbox_ += "0\r\n\r\n";
+    ending_ = true;
+    flush_stream();
+  }
+
+  std::string stream_header() const {
+    std::string h =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        "X-Accel-Buffering: no\r\nX-Request-Id: " +
+        info_.request_id + "\r\n";
+    // HTTP/1.0 clients get the body delimited by the close.
+    if (chunked_) h += "Transfer-Encoding: chunked\r\n";
+    h += "Connection: close\r\n\r\n";
+    return h;
+  }
+
+  void append_chunk(const std::string& data) {
+    if (!chunked_) {
+      outbox_ += data;
+      return;
+    }
+    char size[20];
+    int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+    outbox_.append(size, static_cast<size_t>(n));
+    outbox_ += data;
+    outbox_ += "\r\n";
+  }
+
+  // Writes what is queued, everything at once, one write at a time; records
+  // sent while a write is in flight go out together in the next one.
+  void flush_stream() {
+    if (writing_ || stream_closed_) return;
+    if (outbox_.empty()) {
+      if (ending_) close();
+      return;
+    }
+    writing_ = true;
+    inflight_.swap(outbox_);
+    outbox_.clear();
+    size_t payload = std::exchange(outbox_payload_, 0);
+    uint64_t seq = ++write_seq_;
+    write_timer_->expires_after(server_.config_.stream_write_timeout);
+    write_timer_->async_wait([self = this->shared_from_this(), seq](beast::error_code ec) {
+      if (ec || !self->writing_ || self->write_seq_ != seq) return;
+      spdlog::info("http.stream_write_timeout remote={} request_id={}", self->remote_,
+                   self->info_.request_id);
+      self->close();
+    });
+    net::async_write(stream_, net::buffer(inflight_),
+                     [self = this->shared_from_this(), payload](beast::error_code ec, size_t) {
+                       self->writing_ = false;
+                       self->write_timer_->cancel();
+                       self->sink_->written(payload);
+                       if (ec) return self->close();
+                       self->flush_stream();
+                     });
+  }
+
   // ---- Responses -----------------------------------------------------------
 
   void send(std::shared_ptr<Response> res, bool close_after) {
@@ -515,6 +791,14 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void close() {
     idle_ = false;
     upload_.reset();
+    if (streaming_ && !stream_closed_) {
+      stream_closed_ = true;
+      sink_->cancel();  // the handler's send() returns false from now on
+      write_timer_->cancel();
+      sink_->written(outbox_payload_);
+      outbox_.clear();
+      outbox_payload_ = 0;
+    }
     auto& socket = beast::get_lowest_layer(stream_).socket();
     beast::error_code ignored;
     socket.shutdown(tcp::socket::shutdown_send, ignored);
@@ -540,6 +824,21 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   CallContext ctx_;
   std::unique_ptr<UploadHandler> upload_;
   std::vector<char> chunk_buffer_;
+  // Stream state: strand only (stream_match_ is read by the admitting worker
+  // while the strand waits for it).
+  std::optional<MethodTable::Match> stream_match_;
+  std::shared_ptr<SseSink> sink_;  // shared with the handler thread
+  bool chunked_ = true;            // HTTP/1.1: chunked; 1.0: close-delimited
+  bool streaming_ = false;         // the handler thread runs (or ran)
+  bool stream_closed_ = false;     // the connection is closed or closing
+  bool writing_ = false;
+  bool ending_ = false;  // the handler returned: close once the outbox is written
+  std::string outbox_;   // framed bytes waiting for the write in flight
+  std::string inflight_;
+  size_t outbox_payload_ = 0;  // record bytes in outbox_ (for SseSink::written)
+  uint64_t write_seq_ = 0;
+  std::optional<net::steady_timer> write_timer_;
+  std::array<char, 512> probe_{};
 };
 
 }  // namespace
@@ -576,6 +875,18 @@ std::shared_ptr<Response> HttpServerImpl::serve_raw(const RawRoute& route, const
     res->set(name, value);
   res->body() = std::move(out.body);
   return res;
+}
+
+Outcome HttpServerImpl::admit_stream(const RequestInfo& info, const std::string& body,
+                                     const MethodTable::Match& match, CallContext& ctx,
+                                     google::protobuf::Message& request) const {
+  if (auto p = pipeline_.admit(ctx, credentials_for(info, sha256_hex(body)), match.method))
+    return p;
+  auto last = info.headers.find("last-event-id");
+  if (last != info.headers.end()) ctx.last_event_id = last->second;
+  QueryParams query;
+  if (auto p = parse_query(info.query, query)) return p;
+  return bind_rest_request(*match.binding, match.variables, query, body, request);
 }
 
 std::shared_ptr<Response> HttpServerImpl::serve_buffered(const RequestInfo& info,
@@ -708,6 +1019,10 @@ void HttpServerImpl::stop() {
     beast::error_code ignored;
     acceptor_->close(ignored);
   });
+  // Streams last as long as their clients listen: cancel them (send() returns
+  // false, blocked ones wake) and wait for their handlers; each session then
+  // ends its response and closes, like any busy session below.
+  streams_.close_and_join();
   // Close idle keep-alive connections; busy ones close after their answer.
   auto deadline = Clock::now() + config_.stop_grace;
   // Take the live sessions out under the lock, but touch (and release) them

@@ -102,6 +102,7 @@ MethodInfo describe_method(const gp::MethodDescriptor& method) {
   info.idempotent_create = options.GetExtension(counterlink::idempotent_create);
   info.upload_media_types =
       split_media_types(options.GetExtension(counterlink::upload_media_types));
+  info.server_stream = method.server_streaming() && !method.client_streaming();
   if (options.HasExtension(google::api::http)) {
     const auto& rule = options.GetExtension(google::api::http);
     add_binding(info, rule);
@@ -124,6 +125,17 @@ MethodTable::MethodTable(const ServiceRegistry& registry) {
     auto info = std::make_unique<MethodInfo>(describe_method(*method));
     info->unary = registry.find_unary(name);
     info->upload = registry.find_upload(name);
+    info->stream = registry.find_stream(name);
+    if (info->stream && !info->server_stream) {
+      throw std::runtime_error(name +
+                               " is registered as a stream but does not return `stream M` (or "
+                               "also takes a stream); register it with add_unary / add_upload");
+    }
+    if (!info->stream && method->server_streaming()) {
+      throw std::runtime_error(name +
+                               " returns a stream; register it with add_stream (streams in both "
+                               "directions are not supported)");
+    }
     if (info->upload && info->upload_media_types.empty()) {
       throw std::runtime_error(
           name + " is registered as an upload but has no (counterlink.upload_media_types)");

@@ -38,11 +38,17 @@ struct MethodInfo {
   bool admin_only = false;
   bool idempotent_create = false;
   std::vector<std::string> upload_media_types;  // non-empty: an upload method
+  // `returns (stream M)` without a client stream: served as SSE / a
+  // server-streaming call; the response prototype is M.
+  bool server_stream = false;
   std::vector<HttpBinding> bindings;
-  const UnaryHandler* unary = nullptr;    // exactly one of unary / upload is set
-  const UploadFactory* upload = nullptr;  // (points into the ServiceRegistry)
+  // Exactly one is set (each points into the ServiceRegistry).
+  const UnaryHandler* unary = nullptr;
+  const UploadFactory* upload = nullptr;
+  const StreamHandler* stream = nullptr;
 
   bool is_upload() const { return upload != nullptr; }
+  bool is_stream() const { return stream != nullptr; }
 };
 
 // Method options and bindings of one descriptor (no handler needed); the

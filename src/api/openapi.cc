@@ -5,6 +5,7 @@
 #include <regex>
 #include <set>
 #include <stdexcept>
+#include <string_view>
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/descriptor.pb.h>
@@ -119,6 +120,7 @@ class Generator {
   }
 
   Json document() {
+    inline_stream_only_schemas();
     Json doc;
     doc["openapi"] = "3.0.3";
     Json info;
@@ -236,6 +238,87 @@ class Generator {
   }
 
   static std::string schema_name(const std::string& full_name) { return full_name; }
+
+  static constexpr const char* kEventDataSchema = "x-event-data-schema";
+  static constexpr std::string_view kSchemaRefPrefix = "#/components/schemas/";
+
+  // The component schemas `v` refers to, not looking inside x- extensions
+  // (OpenAPI tools do not either).
+  static void collect_refs(const Json& v, std::set<std::string>& out) {
+    if (v.is_object()) {
+      for (auto it = v.begin(); it != v.end(); ++it) {
+        if (it.key().rfind("x-", 0) == 0) continue;
+        if (it.key() == "$ref" && it.value().is_string()) {
+          const auto& ref = it.value().get_ref<const std::string&>();
+          if (ref.rfind(kSchemaRefPrefix, 0) == 0) out.insert(ref.substr(kSchemaRefPrefix.size()));
+        } else {
+          collect_refs(it.value(), out);
+        }
+      }
+    } else if (v.is_array()) {
+      for (const auto& item : v)
+        collect_refs(item, out);
+    }
+  }
+
+  // Replaces refs to schemas outside `used` by the schemas themselves.
+  // `depth` stops a recursive message (its innermost ref stays).
+  void inline_unused(Json& v, const std::set<std::string>& used, std::set<std::string>& inlined,
+                     std::set<std::string>& kept, int depth) {
+    if (v.is_array()) {
+      for (auto& item : v)
+        inline_unused(item, used, inlined, kept, depth);
+      return;
+    }
+    if (!v.is_object()) return;
+    if (v.contains("$ref") && v["$ref"].is_string()) {
+      const auto& ref = v["$ref"].get_ref<const std::string&>();
+      if (ref.rfind(kSchemaRefPrefix, 0) != 0) return;
+      std::string name = ref.substr(kSchemaRefPrefix.size());
+      if (used.count(name) || !schemas_.count(name)) return;
+      if (depth == 0) {
+        kept.insert(name);
+        return;
+      }
+      v = schemas_[name];
+      inlined.insert(name);
+      return inline_unused(v, used, inlined, kept, depth - 1);
+    }
+    for (auto it = v.begin(); it != v.end(); ++it)
+      inline_unused(it.value(), used, inlined, kept, depth);
+  }
+
+  // A message that is only ever streamed would be referenced only from
+  // x-event-data-schema, which lint tools do not follow (Redocly's
+  // no-unused-components fails on it): such schemas are written inline there
+  // instead of as components.
+  void inline_stream_only_schemas() {
+    std::set<std::string> used;
+    collect_refs(paths_, used);
+    std::vector<std::string> pending(used.begin(), used.end());
+    while (!pending.empty()) {
+      auto it = schemas_.find(pending.back());
+      pending.pop_back();
+      if (it == schemas_.end()) continue;
+      std::set<std::string> refs;
+      collect_refs(it->second, refs);
+      for (const auto& r : refs) {
+        if (used.insert(r).second) pending.push_back(r);
+      }
+    }
+    std::set<std::string> inlined;
+    std::set<std::string> kept;
+    for (auto& [path, item] : paths_.items()) {
+      for (auto& [verb, op] : item.items()) {
+        Json::json_pointer at("/responses/200/content/text~1event-stream/" +
+                              std::string(kEventDataSchema));
+        if (op.contains(at)) inline_unused(op[at], used, inlined, kept, 8);
+      }
+    }
+    for (const auto& name : inlined) {
+      if (!kept.count(name)) schemas_.erase(name);
+    }
+  }
 
   static Json ref(const std::string& full_name) {
     return Json{{"$ref", "#/components/schemas/" + schema_name(full_name)}};
@@ -470,6 +553,16 @@ class Generator {
     }
     if (m.idempotent_create)
       params.push_back(Json{{"$ref", "#/components/parameters/IdempotencyKey"}});
+    if (m.server_stream) {
+      params.push_back(
+          Json{{"name", "Last-Event-ID"},
+               {"in", "header"},
+               {"required", false},
+               {"description",
+                "Resume the stream after this event: the `id` of the last event received. "
+                "EventSource clients send it when they reconnect."},
+               {"schema", Json{{"type", "string"}}}});
+    }
     if (!params.empty()) op["parameters"] = params;
 
     if (upload) {
@@ -494,8 +587,26 @@ class Generator {
 
     Json responses;
     Json ok{{"description", "OK"}};
-    ok["content"] =
-        Json{{"application/json", Json{{"schema", message_schema(*method.output_type())}}}};
+    if (m.server_stream) {
+      // OpenAPI 3.0 cannot type the events of a stream: the body is a string,
+      // and x-event-data-schema names the schema of each event's data.
+      const std::string& name = method.output_type()->full_name();
+      ok["description"] =
+          "A stream of server-sent events, one per `" + name +
+          "`; the connection stays open until the server ends it or the client leaves.";
+      const std::string format =
+          "Server-sent events. Each event: `id:` the resume point (send it back as "
+          "Last-Event-ID), `event:` the event name (when there is one), `data:` the JSON of " +
+          name +
+          " on one line (its schema: x-event-data-schema). Lines starting with `:` are "
+          "keep-alive comments.";
+      Json media{{"schema", Json{{"type", "string"}, {"description", format}}},
+                 {kEventDataSchema, message_schema(*method.output_type())}};
+      ok["content"] = Json{{"text/event-stream", media}};
+    } else {
+      ok["content"] =
+          Json{{"application/json", Json{{"schema", message_schema(*method.output_type())}}}};
+    }
     if (m.idempotent_create) {
       ok["headers"]["Idempotent-Replayed"] =
           Json{{"description",

@@ -4,14 +4,23 @@
 
 namespace counterlink::api {
 
+// A method has one kind: registering it again replaces the earlier handler.
 void ServiceRegistry::add_unary(std::string full_method, UnaryHandler handler) {
   upload_.erase(full_method);
+  stream_.erase(full_method);
   unary_[std::move(full_method)] = std::move(handler);
 }
 
 void ServiceRegistry::add_upload(std::string full_method, UploadFactory factory) {
   unary_.erase(full_method);
+  stream_.erase(full_method);
   upload_[std::move(full_method)] = std::move(factory);
+}
+
+void ServiceRegistry::add_stream(std::string full_method, StreamHandler handler) {
+  unary_.erase(full_method);
+  upload_.erase(full_method);
+  stream_[std::move(full_method)] = std::move(handler);
 }
 
 const UnaryHandler* ServiceRegistry::find_unary(std::string_view full_method) const {
@@ -24,12 +33,19 @@ const UploadFactory* ServiceRegistry::find_upload(std::string_view full_method) 
   return it == upload_.end() ? nullptr : &it->second;
 }
 
+const StreamHandler* ServiceRegistry::find_stream(std::string_view full_method) const {
+  auto it = stream_.find(full_method);
+  return it == stream_.end() ? nullptr : &it->second;
+}
+
 std::vector<std::string> ServiceRegistry::methods() const {
   std::vector<std::string> names;
-  names.reserve(unary_.size() + upload_.size());
+  names.reserve(unary_.size() + upload_.size() + stream_.size());
   for (const auto& [name, handler] : unary_)
     names.push_back(name);
   for (const auto& [name, factory] : upload_)
+    names.push_back(name);
+  for (const auto& [name, handler] : stream_)
     names.push_back(name);
   return names;
 }

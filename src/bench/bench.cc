@@ -50,14 +50,142 @@ std::string json_array(const std::vector<std::string>& items) {
   return out + "]";
 }
 
+// Prints the outcome (human summary, JSON) and returns the exit code.
+int finish(const Options& options, Outcome& outcome) {
+  int code = outcome.exit_code;
+  if (code == 0 && !outcome.problems.empty()) code = 1;
+  for (const std::string& w : outcome.warnings)
+    std::cerr << "bench: warning: " << w << "\n";
+  for (const std::string& p : outcome.problems)
+    std::cerr << "bench: error: " << p << "\n";
+  if (!outcome.human.empty()) {
+    (options.json ? std::cerr : std::cout) << outcome.human << std::endl;
+  }
+  if (options.json) {
+    std::string json = outcome.figures.str();
+    json.pop_back();  // reopen the object to append the verdict
+    if (json.size() > 1) json += ",";
+    json += "\"ok\":" + std::string(code == 0 ? "true" : "false") +
+            ",\"exit_code\":" + std::to_string(code) +
+            ",\"problems\":" + json_array(outcome.problems) +
+            ",\"warnings\":" + json_array(outcome.warnings) +
+            ",\"command\":" + json_quote(options.command_line) + "}";
+    std::cout << json << std::endl;
+  }
+  return code;
+}
+
+// `counterlink bench broadcasts ...`: its own options (an API, a token, a
+// rate), so it is parsed apart from the MQTT scenarios.
+int run_broadcasts(int argc, char** argv) {
+  CLI::App app{
+      "Durable payment broadcasts through the REST API: provisions a tenant, an API key, a "
+      "speaker product and --speakers devices through the API, connects them over MQTT as "
+      "speakers that ack and play every command, then sends POST "
+      "/v1/devices/{id}/broadcasts over --connections keep-alive connections at --rate per "
+      "second (open loop, latency from the scheduled send time) or --max (closed loop). "
+      "Verifies that every accepted broadcast reached its speaker exactly once. See "
+      "bench/README.md.",
+      "counterlink bench broadcasts"};
+  Options options;
+  options.scenario = ScenarioKind::kBroadcasts;
+  options.clients = 100;
+  options.duration_s = 10;
+  options.warmup_s = 2;
+  std::string mqtt;
+  app.add_option("--api", options.api_url, "REST API base URL, e.g. http://127.0.0.1:8080")
+      ->required();
+  app.add_option("--token", options.token,
+                 "Operator API token (ak_....sk_...), used for the set-up")
+      ->envname("COUNTERLINK_TOKEN")
+      ->required();
+  app.add_option("--speakers", options.clients, "Speakers (devices) to provision and connect")
+      ->check(CLI::Range(1u, 100000u))
+      ->capture_default_str();
+  auto* rate = app.add_option("--rate", options.rate,
+                              "Broadcasts per second, open loop (latency from the schedule)")
+                   ->check(CLI::Range(1.0, 1e6));
+  auto* max = app.add_flag("--max", options.max_rate,
+                           "Closed loop: a new request as soon as a connection is free");
+  rate->excludes(max);
+  app.add_option("--connections", options.connections,
+                 "HTTP keep-alive connections, one request in flight each")
+      ->check(CLI::Range(1u, 10000u))
+      ->capture_default_str();
+  app.add_option("--duration-s,--duration", options.duration_s, "Measured seconds")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->capture_default_str();
+  app.add_option("--warmup-s,--warmup", options.warmup_s, "Warm-up seconds, not measured")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  app.add_option("--mqtt", mqtt,
+                 "MQTT gateway HOST:PORT (default: the API's host and the tcp port its "
+                 "connection-info names)");
+  app.add_option("--server-pid", options.broker_pid,
+                 "The server's pid, to report its CPU (from /proc/<pid>/stat)");
+  app.add_option("--max-undelivered", options.max_undelivered,
+                 "--max: broadcasts accepted but not yet at their speaker, at most (keeps the "
+                 "closed loop to what the delivery path sustains)")
+      ->capture_default_str();
+  app.add_option("--request-timeout-s", options.request_timeout_s,
+                 "An answer slower than this is a transport error")
+      ->capture_default_str();
+  app.add_option("--drain-timeout-s,--drain-timeout", options.drain_timeout_s,
+                 "After the run, wait this long for deliveries still on their way")
+      ->capture_default_str();
+  app.add_option("--connect-concurrency", options.connect_concurrency,
+                 "MQTT handshakes in flight while the speakers connect")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  app.add_flag("--json", options.json, "Print one JSON object with all figures on stdout");
+  app.add_flag("--quiet,-q", options.quiet, "No progress lines on stderr");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (rate->count() == 0 && !options.max_rate) {
+    std::cerr << "bench broadcasts: give --rate R (broadcasts per second) or --max\n";
+    return 2;
+  }
+  if (!mqtt.empty()) {
+    const size_t colon = mqtt.rfind(':');
+    int port = -1;
+    try {
+      if (colon != std::string::npos) port = std::stoi(mqtt.substr(colon + 1));
+    } catch (const std::exception&) {
+    }
+    if (colon == std::string::npos || colon == 0 || port <= 0 || port > 65535) {
+      std::cerr << "bench broadcasts: --mqtt '" << mqtt << "' is not HOST:PORT\n";
+      return 2;
+    }
+    options.host = mqtt.substr(0, colon);
+    options.port = static_cast<uint16_t>(port);
+    options.mqtt_given = true;
+  }
+  options.run_id = random_run_id();
+  options.command_line = "counterlink bench";
+  for (int i = 0; i < argc; ++i) {
+    // The token is a secret: keep it out of reports.
+    const bool secret = i > 0 && std::string(argv[i - 1]) == "--token";
+    options.command_line += " " + (secret ? std::string("<token>") : shell_quote(argv[i]));
+  }
+  std::unique_ptr<ScenarioBase> runner = make_broadcasts(options);
+  Outcome outcome;
+  runner->run(outcome);
+  return finish(options, outcome);
+}
+
 }  // namespace
 
 int run_bench(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "broadcasts") return run_broadcasts(argc - 1, argv + 1);
   CLI::App app{
       "Load generator: drives many MQTT connections from one epoll thread against a broker and "
       "measures it. Scenarios: fan-in (N publishers -> 1 subscriber), fan-out (1 -> N), "
       "one-to-one (1 publisher -> N clients on their own topics), idle (memory per "
       "connection), latency (fixed rate, percentiles), connect-rate (CONNECT/CONNACK cycles). "
+      "`counterlink bench broadcasts --help`: payment broadcasts through the REST API. "
       "See bench/README.md.",
       "counterlink bench"};
   Options options;
@@ -214,31 +342,12 @@ int run_bench(int argc, char** argv) {
     case ScenarioKind::kConnectRate:
       runner = make_connect_rate(options);
       break;
+    case ScenarioKind::kBroadcasts:  // `bench broadcasts`, parsed above
+      return 2;
   }
   Outcome outcome;
   runner->run(outcome);
-
-  int code = outcome.exit_code;
-  if (code == 0 && !outcome.problems.empty()) code = 1;
-  for (const std::string& w : outcome.warnings)
-    std::cerr << "bench: warning: " << w << "\n";
-  for (const std::string& p : outcome.problems)
-    std::cerr << "bench: error: " << p << "\n";
-  if (!outcome.human.empty()) {
-    (options.json ? std::cerr : std::cout) << outcome.human << std::endl;
-  }
-  if (options.json) {
-    std::string json = outcome.figures.str();
-    json.pop_back();  // reopen the object to append the verdict
-    if (json.size() > 1) json += ",";
-    json += "\"ok\":" + std::string(code == 0 ? "true" : "false") +
-            ",\"exit_code\":" + std::to_string(code) +
-            ",\"problems\":" + json_array(outcome.problems) +
-            ",\"warnings\":" + json_array(outcome.warnings) +
-            ",\"command\":" + json_quote(options.command_line) + "}";
-    std::cout << json << std::endl;
-  }
-  return code;
+  return finish(options, outcome);
 }
 
 }  // namespace counterlink::bench

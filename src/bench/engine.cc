@@ -94,6 +94,7 @@ bool Engine::init(std::string& error) {
 bool Engine::connect(Client& client, std::string& error, int& errno_value) {
   if (client.state_ != Client::State::kClosed) close(client);
   errno_value = 0;
+  client.refusal_ = mqtt::ReasonCode::kSuccess;
   int fd = ::socket(server_.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     errno_value = errno;
@@ -185,12 +186,15 @@ bool Engine::connect(Client& client, std::string& error, int& errno_value) {
 void Engine::encode_connect(Client& client) {
   mqtt::Connect connect;
   connect.version = config_.version;
-  connect.clean_start = true;
+  connect.clean_start = config_.clean_start;
   connect.keep_alive = config_.keep_alive;
   connect.client_id = client.client_id;
-  connect.username = config_.username;
-  connect.password = config_.password;
-  if (config_.version == mqtt::Version::kV5) connect.properties.receive_maximum = 65535;
+  connect.username = client.username ? client.username : config_.username;
+  connect.password = client.password ? client.password : config_.password;
+  if (config_.version == mqtt::Version::kV5) {
+    connect.properties.receive_maximum = 65535;
+    connect.properties.session_expiry_interval = config_.session_expiry_interval;
+  }
   mqtt::encode(mqtt::Packet{std::move(connect)}, config_.version, client.out_);
 }
 
@@ -456,6 +460,7 @@ bool Engine::handle_packet(Client& client, const mqtt::FrameHeader& header,
         return false;
       }
       if (connack.reason != mqtt::ReasonCode::kSuccess) {
+        client.refusal_ = connack.reason;
         std::string why =
             std::string("the broker refused CONNECT: ") + mqtt::to_string(connack.reason);
         if (connack.properties.reason_string) why += " (" + *connack.properties.reason_string + ")";

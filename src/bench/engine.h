@@ -45,6 +45,10 @@ struct ConnectConfig {
   uint16_t keep_alive = 60;  // seconds; the engine sends PINGREQ when idle
   std::optional<std::string> username;
   std::optional<std::string> password;
+  // false asks the broker to keep the session ("clean session" 0 in 3.1.1).
+  bool clean_start = true;
+  // 5.0 only: how long the broker keeps the session after a disconnect.
+  std::optional<uint32_t> session_expiry_interval;
 };
 
 class Engine;
@@ -75,6 +79,14 @@ class Client {
   uint64_t seq = 0;       // next sequence number this client publishes
   uint32_t unacked = 0;   // QoS 1 publishes awaiting PUBACK
   uint64_t user = 0;      // free for the scenario
+  // When set, sent in the next CONNECT instead of ConnectConfig's (e.g. a
+  // device credential signed per connection attempt).
+  std::optional<std::string> username;
+  std::optional<std::string> password;
+
+  // The reason of the last refused CONNACK of this client (kSuccess when the
+  // last connection was not refused), for on_closed() to choose a back-off.
+  mqtt::ReasonCode refusal() const { return refusal_; }
 
  private:
   friend class Engine;
@@ -83,6 +95,7 @@ class Client {
   uint32_t slot_ = UINT32_MAX;  // index in the engine's table, for epoll
   uint32_t generation_ = 0;     // bumped per connection, to drop stale events
   State state_ = State::kClosed;
+  mqtt::ReasonCode refusal_ = mqtt::ReasonCode::kSuccess;
   uint32_t events_ = 0;  // what epoll watches
   bool dirty_ = false;   // in the engine's dirty list
   uint16_t next_packet_id_ = 0;

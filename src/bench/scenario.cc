@@ -29,6 +29,8 @@ const char* to_string(ScenarioKind kind) {
       return "latency";
     case ScenarioKind::kConnectRate:
       return "connect-rate";
+    case ScenarioKind::kBroadcasts:
+      return "broadcasts";
   }
   return "?";
 }

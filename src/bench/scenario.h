@@ -17,7 +17,7 @@
 
 namespace counterlink::bench {
 
-enum class ScenarioKind { kFanIn, kFanOut, kOneToOne, kIdle, kLatency, kConnectRate };
+enum class ScenarioKind { kFanIn, kFanOut, kOneToOne, kIdle, kLatency, kConnectRate, kBroadcasts };
 
 const char* to_string(ScenarioKind kind);
 
@@ -49,6 +49,15 @@ struct Options {
   std::string topic_prefix = "bench";
   double stall_timeout_s = 10;
   double drain_timeout_s = 10;
+  // broadcasts (durable payment broadcasts through the REST API; `clients`
+  // is the number of speakers, host/port the MQTT gateway).
+  std::string api_url;         // http://HOST:PORT of the REST API
+  std::string token;           // operator API token, for the set-up
+  uint32_t connections = 32;   // HTTP keep-alive connections
+  bool max_rate = false;       // closed loop instead of `rate`
+  uint64_t max_undelivered = 4096;  // closed loop: accepted but not yet at the device
+  bool mqtt_given = false;     // --mqtt given; else from connection-info
+  double request_timeout_s = 10;
   std::string run_id;        // random, keeps topics and client ids of runs apart
   std::string command_line;  // as invoked, for the report
 };
@@ -161,6 +170,8 @@ std::unique_ptr<ScenarioBase> make_throughput(const Options& options);
 std::unique_ptr<ScenarioBase> make_latency(const Options& options);
 std::unique_ptr<ScenarioBase> make_idle(const Options& options);
 std::unique_ptr<ScenarioBase> make_connect_rate(const Options& options);
+// Updates `options` (host, port) once the server named the MQTT endpoint.
+std::unique_ptr<ScenarioBase> make_broadcasts(Options& options);
 
 // Explains an errno from connect() or socket() with what to do next.
 std::string connection_advice(int errno_value, const Options& options);

@@ -21,11 +21,14 @@
 #include "counterlink/api/service.h"
 #include "counterlink/gateway/gateway.h"
 #include "counterlink/obs/metrics.h"
+#include "counterlink/platform/commands.h"
 #include "counterlink/platform/crypto.h"
 #include "counterlink/platform/device_access.h"
 #include "counterlink/platform/presence.h"
+#include "counterlink/platform/scans.h"
 #include "counterlink/platform/services.h"
 #include "counterlink/platform/session_control.h"
+#include "counterlink/platform/webhooks.h"
 #include "counterlink/store/store.h"
 
 #include "cl_api_proto_descriptor_set.h"
@@ -41,7 +44,9 @@ namespace {
 const std::vector<std::string> kApiServices = {
     "counterlink.v1.TenantService", "counterlink.v1.MerchantService",
     "counterlink.v1.ApiKeyService", "counterlink.v1.ProductService",
-    "counterlink.v1.DeviceService"};
+    "counterlink.v1.DeviceService", "counterlink.v1.CommandService",
+    "counterlink.v1.EventService",  "counterlink.v1.ScanService",
+    "counterlink.v1.WebhookService"};
 
 api::OpenApiInfo api_info() {
   api::OpenApiInfo info;
@@ -226,6 +231,37 @@ class KeyRingAnswerSealer : public api::AnswerSealer {
   std::shared_ptr<const platform::KeyRing> keys_;
 };
 
+// Several observers of the gateway's events (presence, the delivery engine).
+class FanOutEvents : public gateway::GatewayEvents {
+ public:
+  explicit FanOutEvents(std::vector<std::shared_ptr<gateway::GatewayEvents>> sinks)
+      : sinks_(std::move(sinks)) {}
+  void on_connected(const gateway::ClientInfo& client, bool session_present) override {
+    for (auto& s : sinks_)
+      s->on_connected(client, session_present);
+  }
+  void on_disconnected(const gateway::ClientInfo& client,
+                       gateway::DisconnectReason reason) override {
+    for (auto& s : sinks_)
+      s->on_disconnected(client, reason);
+  }
+  void on_publish(const gateway::ClientInfo& client, const gateway::MessagePtr& message) override {
+    for (auto& s : sinks_)
+      s->on_publish(client, message);
+  }
+  void on_delivered(std::string_view client_id, uint64_t tag) override {
+    for (auto& s : sinks_)
+      s->on_delivered(client_id, tag);
+  }
+  void on_dropped(std::string_view client_id, uint64_t tag) override {
+    for (auto& s : sinks_)
+      s->on_dropped(client_id, tag);
+  }
+
+ private:
+  std::vector<std::shared_ptr<gateway::GatewayEvents>> sinks_;
+};
+
 }  // namespace
 
 std::string api_document(bool yaml) {
@@ -238,6 +274,9 @@ struct App::Parts {
   std::shared_ptr<store::Store> store;
   std::shared_ptr<const platform::KeyRing> keys;
   std::shared_ptr<platform::PresenceRecorder> presence;
+  std::unique_ptr<platform::CommandEngine> commands;
+  std::unique_ptr<platform::ScanDesk> scans;
+  std::unique_ptr<platform::WebhookDispatcher> webhooks;  // null: another node dispatches
   std::unique_ptr<gateway::Gateway> gateway;
   std::unique_ptr<platform::GatewaySessionControl> sessions;
   api::ServiceRegistry registry;
@@ -246,8 +285,8 @@ struct App::Parts {
   std::unique_ptr<api::HttpServer> http;
   std::unique_ptr<api::GrpcServer> grpc;
 
-  // Housekeeping: idempotency records expire after 24 hours (as payment APIs
-  // keep them), swept every 10 minutes.
+  // Housekeeping, every 10 minutes: idempotency records expire after 24 hours
+  // (as payment APIs keep them); history past commands.history_retention_days.
   std::thread housekeeping;
   std::mutex housekeeping_mutex;
   std::condition_variable housekeeping_wake;
@@ -330,18 +369,26 @@ void reseal_device_secrets(store::Store& store, const platform::KeyRing& keys,
   }
 }
 
-void housekeeping_loop(store::Store& store, const platform::KeyRing& keys, std::mutex& mutex,
-                       std::condition_variable& wake, const std::atomic<bool>& stopping) {
+void housekeeping_loop(store::Store& store, const platform::KeyRing& keys, int64_t history_ms,
+                       std::mutex& mutex, std::condition_variable& wake,
+                       const std::atomic<bool>& stopping) {
   reseal_device_secrets(store, keys, stopping);
   std::unique_lock lock(mutex);
   while (!stopping) {
     lock.unlock();
-    const auto expired =
-        store.expire_idempotent(platform::system_clock_ms() - kIdempotencyRetentionMs);
+    const int64_t now = platform::system_clock_ms();
+    const auto expired = store.expire_idempotent(now - kIdempotencyRetentionMs);
     if (!expired.ok()) {
       spdlog::warn("housekeeping.idempotency_failed error=\"{}\"", expired.status().message);
     } else if (expired.value() > 0) {
       spdlog::info("housekeeping.idempotency_expired records={}", expired.value());
+    }
+    // Events, finished commands, scans and webhook deliveries past retention.
+    const auto purged = store.purge_history(now - history_ms);
+    if (!purged.ok()) {
+      spdlog::warn("housekeeping.history_failed error=\"{}\"", purged.status().message);
+    } else if (purged.value() > 0) {
+      spdlog::info("housekeeping.history_purged rows={}", purged.value());
     }
     lock.lock();
     wake.wait_for(lock, kHousekeepingInterval, [&] { return stopping.load(); });
@@ -396,6 +443,7 @@ void App::start() {
     }
   }
   ensure_admin_key(*p.store, *p.keys, admin_token);
+  admin_token_ = admin_token;
 
   // Gateway: devices authenticate against the store; static users (if any)
   // remain for operators' tools.
@@ -412,9 +460,49 @@ void App::start() {
     p.presence = std::make_shared<platform::PresenceRecorder>(
         p.store, platform::PresenceConfig{.node = node});
     p.presence->start();
-    hooks.events = p.presence;
   }
+  // The delivery engine: commands are durable in the store before the API
+  // answers and reach devices through this node's gateway.
+  platform::CommandEngineOptions engine_options;
+  engine_options.node_name = node;
+  engine_options.max_queue_per_device = static_cast<int32_t>(config_.commands.max_queue_per_device);
+  engine_options.window_per_device = static_cast<int32_t>(config_.commands.window_per_device);
+  engine_options.max_attempts = static_cast<int32_t>(config_.commands.max_attempts);
+  engine_options.retry_backoff_ms = config_.commands.retry_backoff_ms;
+  engine_options.sweep_interval_ms = config_.commands.sweep_interval_ms;
+  p.commands = std::make_unique<platform::CommandEngine>(*p.store, engine_options);
+  std::vector<std::shared_ptr<gateway::GatewayEvents>> observers;
+  if (p.presence) observers.push_back(p.presence);
+  observers.push_back(p.commands->gateway_events());
+  hooks.events = std::make_shared<FanOutEvents>(std::move(observers));
   p.gateway = std::make_unique<gateway::Gateway>(config_.gateway, hooks);
+  p.commands->set_gateway(p.gateway.get());
+  platform::ScanOptions scan_options;
+  scan_options.answer_timeout_ms = config_.scans.answer_timeout_ms;
+  scan_options.duplicate_window_ms = config_.scans.duplicate_window_ms;
+  p.scans = std::make_unique<platform::ScanDesk>(*p.store, *p.commands, scan_options);
+  p.commands->set_device_event_handler(
+      [scans = p.scans.get()](const platform::DeviceEvent& e) { scans->on_device_event(e); });
+  // Webhooks: one node per database dispatches (webhooks.dispatch); every
+  // node serves the WebhookService.
+  platform::WebhookOptions webhook_options;
+  webhook_options.allow_http = config_.webhooks.allow_http;
+  webhook_options.request_timeout_ms = config_.webhooks.request_timeout_ms;
+  webhook_options.retry_window_ms = static_cast<int64_t>(config_.webhooks.retry_window_ms);
+  webhook_options.retry_delays_ms.assign(config_.webhooks.retry_delays_ms.begin(),
+                                         config_.webhooks.retry_delays_ms.end());
+  if (config_.webhooks.dispatch) {
+    p.webhooks = std::make_unique<platform::WebhookDispatcher>(
+        *p.store, *p.keys, p.commands->events(), webhook_options);
+    // A 2xx answer to scan.received may carry the scan's answer.
+    p.webhooks->set_response_handler(
+        [scans = p.scans.get()](const store::Event& e, int status, std::string_view body) {
+          if (status >= 200 && status < 300) scans->on_webhook_response(e, body);
+        });
+  }
+  p.commands->start();
+  p.scans->start();
+  if (p.webhooks) p.webhooks->start();
   p.gateway->start();
   p.sessions = std::make_unique<platform::GatewaySessionControl>(*p.gateway);
 
@@ -423,6 +511,10 @@ void App::start() {
   deps.store = p.store.get();
   deps.keys = p.keys.get();
   deps.sessions = p.sessions.get();
+  deps.commands = p.commands.get();
+  deps.scans = p.scans.get();
+  deps.webhook_options = webhook_options;
+  deps.webhooks = p.webhooks.get();
   deps.connection_info = std::make_shared<GatewayConnectionInfo>(
       config_.device_auth.public_host.empty() ? node : config_.device_auth.public_host,
       p.gateway->listeners(), config_.gateway,
@@ -453,6 +545,7 @@ void App::start() {
     http.idempotency_sealer = sealer;
     p.http = std::make_unique<api::HttpServer>(http, p.registry, p.api_auth, p.api_limiter,
                                                p.store.get());
+    platform::add_platform_raw_routes(*p.http, deps);
     const api::RawRouteOptions open{.is_public = true};
     p.http->add_raw_route(
         "GET", "/metrics",
@@ -507,8 +600,10 @@ void App::start() {
     spdlog::info("counterlink.listening name=grpc port={}", p.grpc->port());
   }
 
-  p.housekeeping = std::thread([&p] {
-    housekeeping_loop(*p.store, *p.keys, p.housekeeping_mutex, p.housekeeping_wake, p.stopping);
+  const int64_t history_ms = int64_t{config_.commands.history_retention_days} * 86'400'000;
+  p.housekeeping = std::thread([&p, history_ms] {
+    housekeeping_loop(*p.store, *p.keys, history_ms, p.housekeeping_mutex, p.housekeeping_wake,
+                      p.stopping);
   });
 
   for (const auto& l : p.gateway->listeners()) {
@@ -518,6 +613,23 @@ void App::start() {
   ready_ = true;
 }
 
+App::Endpoints App::endpoints() const {
+  Endpoints e;
+  e.admin_token = admin_token_;
+  e.data_dir = config_.data_dir;
+  if (!parts_) return e;
+  if (parts_->http) e.http_port = parts_->http->port();
+  if (parts_->gateway) {
+    for (const auto& l : parts_->gateway->listeners()) {
+      if (l.kind == gateway::ListenerKind::kTcp) {
+        e.mqtt_port = l.port;
+        break;
+      }
+    }
+  }
+  return e;
+}
+
 void App::stop() {
   ready_ = false;
   if (!parts_) return;
@@ -525,6 +637,10 @@ void App::stop() {
   if (p.http) p.http->stop();
   if (p.grpc) p.grpc->stop();
   if (p.gateway) p.gateway->stop();
+  // After the gateway (nothing new arrives): queued writes are flushed.
+  if (p.webhooks) p.webhooks->stop();
+  if (p.scans) p.scans->stop();
+  if (p.commands) p.commands->stop();
   // After the gateway: its last disconnects are recorded too.
   if (p.presence) p.presence->stop();
   if (p.housekeeping.joinable()) {

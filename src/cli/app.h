@@ -32,10 +32,21 @@ class App {
   // Readiness false, stop accepting, close sessions, flush presence. Idempotent.
   void stop();
 
+  // After start(): where this node listens (0 = that listener is off) and
+  // the operator token, for in-process tools such as the demo fleet.
+  struct Endpoints {
+    int http_port = 0;
+    int mqtt_port = 0;  // the first plain-TCP MQTT listener
+    std::string admin_token;
+    std::string data_dir;
+  };
+  Endpoints endpoints() const;
+
  private:
   struct Parts;
   AppConfig config_;
   std::unique_ptr<Parts> parts_;
+  std::string admin_token_;
   std::atomic<bool> ready_{false};
 };
 

@@ -55,8 +55,15 @@ constexpr std::string_view kDevCertHint =
 // ---------------------------------------------------------------------------
 // Known keys, in the order of the schema (used for suggestions and messages).
 
-constexpr std::string_view kRootKeys[] = {"node_name", "data_dir", "log",         "http",   "grpc",
-                                          "store",     "security", "device_auth", "gateway"};
+constexpr std::string_view kRootKeys[] = {"node_name", "data_dir", "log",      "http",
+                                          "grpc",      "store",    "security", "device_auth",
+                                          "commands",  "scans",    "webhooks", "gateway"};
+constexpr std::string_view kCommandsKeys[] = {"max_queue_per_device", "window_per_device",
+                                              "max_attempts",         "retry_backoff_ms",
+                                              "sweep_interval_ms",    "history_retention_days"};
+constexpr std::string_view kScansKeys[] = {"answer_timeout_ms", "duplicate_window_ms"};
+constexpr std::string_view kWebhooksKeys[] = {"dispatch", "allow_http", "request_timeout_ms",
+                                              "retry_window_ms", "retry_delays_ms"};
 constexpr std::string_view kHttpKeys[] = {
     "enabled",          "bind",         "port",
     "tls_cert_file",    "tls_key_file", "max_body_bytes",
@@ -763,6 +770,49 @@ class Converter {
                  1, 1000000);
     read_string(device_auth, "public_host", config.device_auth.public_host);
 
+    const MapView commands(diag_, top.get("commands"), "commands", kCommandsKeys, top.origin());
+    read_integer(commands, "max_queue_per_device", config.commands.max_queue_per_device, 1, 100000);
+    read_integer(commands, "window_per_device", config.commands.window_per_device, 1, 1000);
+    read_integer(commands, "max_attempts", config.commands.max_attempts, 1, 100);
+    read_integer(commands, "retry_backoff_ms", config.commands.retry_backoff_ms, 10, 600000);
+    read_integer(commands, "sweep_interval_ms", config.commands.sweep_interval_ms, 10, 60000);
+    read_integer(commands, "history_retention_days", config.commands.history_retention_days, 1,
+                 3650);
+
+    const MapView scans(diag_, top.get("scans"), "scans", kScansKeys, top.origin());
+    read_integer(scans, "answer_timeout_ms", config.scans.answer_timeout_ms, 100, 600000);
+    read_integer(scans, "duplicate_window_ms", config.scans.duplicate_window_ms, 0, 3600000);
+
+    const MapView webhooks(diag_, top.get("webhooks"), "webhooks", kWebhooksKeys, top.origin());
+    read_bool(webhooks, "dispatch", config.webhooks.dispatch);
+    read_bool(webhooks, "allow_http", config.webhooks.allow_http);
+    read_integer(webhooks, "request_timeout_ms", config.webhooks.request_timeout_ms, 100, 60000);
+    read_integer(webhooks, "retry_window_ms", config.webhooks.retry_window_ms, 0,
+                 int64_t{30} * 86400000);
+    if (webhooks.has("retry_delays_ms")) {
+      std::vector<uint32_t> delays;
+      bool bad_item = false;
+      const bool is_list = for_each_item(
+          webhooks, "retry_delays_ms",
+          [&](const ConfigValue& item, const std::string& path, const std::string& origin) {
+            int64_t value = 0;
+            const char* end = item.text.data() + item.text.size();
+            const auto parsed = std::from_chars(item.text.data(), end, value);
+            if (item.kind != ConfigValue::Kind::kScalar || parsed.ec != std::errc() ||
+                parsed.ptr != end || value < 10 || value > 86400000) {
+              diag_.add(path, "expected milliseconds 10..86400000, got " + describe(item), origin);
+              bad_item = true;
+              return;
+            }
+            delays.push_back(static_cast<uint32_t>(value));
+          });
+      if (!delays.empty()) {
+        config.webhooks.retry_delays_ms = std::move(delays);
+      } else if (is_list && !bad_item) {
+        fail(webhooks, "retry_delays_ms", "needs at least one delay, e.g. [5000, 30000, 120000]");
+      }
+    }
+
     read_string(top, "node_name", config.node_name);
 
     convert_gateway(MapView(diag_, top.get("gateway"), "gateway", kGatewayKeys, top.origin()),
@@ -1342,6 +1392,30 @@ std::string to_yaml(const AppConfig& config) {
   out << YAML::Key << "max_failures_per_device" << YAML::Value
       << config.device_auth.max_failures_per_device;
   out << YAML::Key << "public_host" << YAML::Value << config.device_auth.public_host;
+  out << YAML::EndMap;
+  out << YAML::Key << "commands" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "max_queue_per_device" << YAML::Value << config.commands.max_queue_per_device;
+  out << YAML::Key << "window_per_device" << YAML::Value << config.commands.window_per_device;
+  out << YAML::Key << "max_attempts" << YAML::Value << config.commands.max_attempts;
+  out << YAML::Key << "retry_backoff_ms" << YAML::Value << config.commands.retry_backoff_ms;
+  out << YAML::Key << "sweep_interval_ms" << YAML::Value << config.commands.sweep_interval_ms;
+  out << YAML::Key << "history_retention_days" << YAML::Value
+      << config.commands.history_retention_days;
+  out << YAML::EndMap;
+  out << YAML::Key << "scans" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "answer_timeout_ms" << YAML::Value << config.scans.answer_timeout_ms;
+  out << YAML::Key << "duplicate_window_ms" << YAML::Value << config.scans.duplicate_window_ms;
+  out << YAML::EndMap;
+  out << YAML::Key << "webhooks" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "dispatch" << YAML::Value << config.webhooks.dispatch;
+  out << YAML::Key << "allow_http" << YAML::Value << config.webhooks.allow_http;
+  out << YAML::Key << "request_timeout_ms" << YAML::Value << config.webhooks.request_timeout_ms;
+  out << YAML::Key << "retry_window_ms" << YAML::Value
+      << static_cast<unsigned long long>(config.webhooks.retry_window_ms);
+  out << YAML::Key << "retry_delays_ms" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+  for (uint32_t delay : config.webhooks.retry_delays_ms)
+    out << delay;
+  out << YAML::EndSeq;
   out << YAML::EndMap;
   emit_gateway(out, config.gateway);
   out << YAML::EndMap;

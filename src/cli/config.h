@@ -75,6 +75,35 @@ struct DeviceAuthConfig {
   std::string public_host;
 };
 
+// The delivery engine (docs/device-protocol.md, "What the platform does").
+struct CommandsConfig {
+  uint32_t max_queue_per_device = 500;   // commands not final per device; more = 429
+  uint32_t window_per_device = 32;       // handed to a device before earlier ones finish
+  uint32_t max_attempts = 8;             // `busy` answers before a command fails
+  uint32_t retry_backoff_ms = 1000;      // first `busy` backoff, doubled per attempt
+  uint32_t sweep_interval_ms = 500;      // expiry and retry checks
+  uint32_t history_retention_days = 30;  // events and final commands kept
+};
+
+// Scan-box payments (docs/webhooks.md, "Scan boxes").
+struct ScansConfig {
+  uint32_t answer_timeout_ms = 30000;    // then the box is told "result unknown"
+  uint32_t duplicate_window_ms = 30000;  // the same code again within it is the same scan
+};
+
+// Webhooks (docs/webhooks.md, "For operators").
+struct WebhooksConfig {
+  // Send webhooks from this node. One node per database dispatches: a
+  // second one would send due deliveries twice. false on the others.
+  bool dispatch = true;
+  bool allow_http = false;              // accept http:// endpoint URLs (development only)
+  uint32_t request_timeout_ms = 5000;   // per attempt; also the scan answer window
+  uint64_t retry_window_ms = 86400000;  // retried until this long after a delivery was created
+  // Delay before retry n: the n-th entry, then the last one again.
+  std::vector<uint32_t> retry_delays_ms = {5000,    30000,   120000,  600000,
+                                           1800000, 3600000, 7200000, 14400000};
+};
+
 struct AppConfig {
   std::string node_name;  // "" = host name; names this node in presence
   std::string data_dir = "./data";
@@ -84,6 +113,9 @@ struct AppConfig {
   StoreConfig store;
   SecurityConfig security;
   DeviceAuthConfig device_auth;
+  CommandsConfig commands;
+  ScansConfig scans;
+  WebhooksConfig webhooks;
   gateway::GatewayConfig gateway;
 };
 

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include "counterlink/bench/bench.h"
+#include "counterlink/sim/sim.h"
 #include "counterlink/version.h"
 
 #include "cli/app.h"
@@ -14,6 +15,10 @@ int main(int argc, char** argv) {
   // The load generator parses its own options (see `counterlink bench --help`).
   if (argc >= 2 && std::strcmp(argv[1], "bench") == 0) {
     return counterlink::bench::run_bench(argc - 1, argv + 1);
+  }
+  // The device simulator parses its own options (see `counterlink sim --help`).
+  if (argc >= 2 && std::strcmp(argv[1], "sim") == 0) {
+    return counterlink::sim::run_sim(argc - 1, argv + 1);
   }
   // The operator CLI has its own subcommand tree (see `counterlink admin --help`).
   if (argc >= 2 && std::strcmp(argv[1], "admin") == 0) {
@@ -32,6 +37,8 @@ int main(int argc, char** argv) {
       ->add_option("--set", serve.overrides,
                    "Override a configuration key, e.g. --set gateway.max_connections=5000")
       ->take_all();
+  serve_cmd->add_flag("--demo", serve.demo,
+                      "Also run a simulated fleet in a \"Demo\" tenant (docs/simulator.md)");
   serve_cmd->add_flag("--print-config", serve.print_config,
                       "Print the effective configuration as YAML and exit");
 
@@ -42,6 +49,9 @@ int main(int argc, char** argv) {
   app.add_subcommand(
       "admin", "Operator CLI: tenants, keys, products, devices (see `counterlink admin --help`)");
   app.add_subcommand("bench", "Load generator for benchmarks (see `counterlink bench --help`)");
+  app.add_subcommand("sim",
+                     "Device simulator: a fleet of speakers, printers and scan boxes (see "
+                     "`counterlink sim --help`)");
 
   CLI11_PARSE(app, argc, argv);
   if (serve_cmd->parsed()) return counterlink::cli::run_serve(serve);

@@ -11,6 +11,7 @@
 
 #include "cli/app.h"
 #include "cli/config.h"
+#include "cli/demo.h"
 #include "commands.h"
 
 extern char** environ;
@@ -69,9 +70,19 @@ int run_serve(const ServeOptions& options) {
     return 1;
   }
   spdlog::info("counterlink.ready");
+  Demo demo;
+  if (options.demo) {
+    try {
+      demo.start(app.endpoints());
+    } catch (const std::exception& e) {
+      spdlog::error("demo.failed error=\"{}\" hint=\"the server runs on without the demo\"",
+                    e.what());
+    }
+  }
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("counterlink.stopping signal={}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  demo.stop();
   app.stop();
   return 0;
 }

@@ -142,6 +142,16 @@ std::optional<std::string> hex_decode(std::string_view text) {
   return out;
 }
 
+std::string base64_encode(std::string_view bytes) {
+  std::string out = base64url_encode(bytes);
+  for (char& c : out) {
+    if (c == '-') c = '+';
+    if (c == '_') c = '/';
+  }
+  out.append((3 - bytes.size() % 3) % 3, '=');
+  return out;
+}
+
 std::string base64url_encode(std::string_view bytes) {
   static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -270,13 +280,8 @@ KeyRing KeyRing::from_config(const std::vector<KeyConfig>& keys, const std::stri
 }
 
 std::string KeyRing::generate_key_base64() {
-  std::string key = base64url_encode(random_bytes(kKeySize));
   // Standard alphabet with padding, like `openssl rand -base64 32`.
-  for (char& c : key) {
-    if (c == '-') c = '+';
-    if (c == '_') c = '/';
-  }
-  return key + "=";
+  return base64_encode(random_bytes(kKeySize));
 }
 
 std::string KeyRing::seal(std::string_view plaintext, std::string_view aad) const {

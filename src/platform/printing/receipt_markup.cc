@@ -10,6 +10,8 @@
 
 #include <iconv.h>
 
+#include "printing/barcode.h"
+
 namespace counterlink::platform::printing {
 namespace {
 
@@ -525,10 +527,7 @@ class Parser {
         fail(line, column, "ean13 barcode data must be 12 or 13 digits (got \"" + data + "\")");
         return false;
       }
-      int sum = 0;
-      for (int i = 0; i < 12; ++i)
-        sum += (data[i] - '0') * (i % 2 == 0 ? 1 : 3);
-      const char check = static_cast<char>('0' + (10 - sum % 10) % 10);
+      const char check = ean13_check_digit(data);  // the one the preview draws
       if (data.size() == 13 && data[12] != check) {
         fail(line, column,
              std::string("ean13 check digit is wrong: expected ") + check + ", got " + data[12] +

@@ -1,5 +1,6 @@
 // Parser for the receipt markup (docs/receipt-markup.md). Private to
-// cl_platform: receipt.cc turns the events into ESC/POS bytes or a preview.
+// cl_printing: receipt.cc turns the events into ESC/POS bytes or a text
+// preview, receipt_preview.cc into a PNG.
 //
 // The parser does all validation, including the checks that depend on the
 // paper width (bar code and QR code fit), so that rendering cannot fail.

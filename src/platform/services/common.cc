@@ -545,4 +545,16 @@ void to_proto(const store::Device& row, v1::Device& out) {
   to_proto_presence(row, *out.mutable_presence());
 }
 
+// Reads a device the caller may see (404 device_not_found otherwise).
+api::Outcome load_device(const api::CallContext& ctx, const Env& env, const std::string& device_id,
+                         store::Device& device) {
+  std::string tenant;
+  if (auto p = resolve_tenant(ctx, env, "", TenantNeed::kOptional, tenant)) return p;
+  if (auto p = check_id("device_id", device_id, "dv_")) return p;
+  auto row = env.store->get_device(tenant, device_id);
+  if (!row.ok()) return store_problem(row.status(), "device", device_id);
+  device = std::move(row).value();
+  return std::nullopt;
+}
+
 }  // namespace counterlink::platform::services

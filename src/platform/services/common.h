@@ -11,9 +11,13 @@
 #include <string_view>
 #include <vector>
 
+#include "counterlink/api/http_server.h"
 #include "counterlink/api/service.h"
+#include "counterlink/platform/commands.h"
+#include "counterlink/platform/scans.h"
 #include "counterlink/platform/services.h"
 #include "counterlink/platform/session_control.h"
+#include "counterlink/platform/webhooks.h"
 #include "counterlink/store/store.h"
 
 namespace google::protobuf {
@@ -41,6 +45,10 @@ struct Env {
   SessionControl* sessions = nullptr;
   std::shared_ptr<const ConnectionInfoProvider> connection_info;
   ImportOptions import;
+  CommandEngine* commands = nullptr;  // null: command methods answer 503
+  ScanDesk* scans = nullptr;          // null: SubmitScanResult answers 503
+  WebhookOptions webhook_options;
+  WebhookDispatcher* webhooks = nullptr;  // null: redeliveries wait for another node's poll
 
   store::TimeMs now() const { return clock(); }
   void disconnect(const std::string& device_id) const {
@@ -55,6 +63,11 @@ void register_merchant_service(api::ServiceRegistry& registry, EnvPtr env);
 void register_api_key_service(api::ServiceRegistry& registry, EnvPtr env);
 void register_product_service(api::ServiceRegistry& registry, EnvPtr env);
 void register_device_service(api::ServiceRegistry& registry, EnvPtr env);
+void register_command_service(api::ServiceRegistry& registry, EnvPtr env);
+void register_event_service(api::ServiceRegistry& registry, EnvPtr env);
+void register_scan_service(api::ServiceRegistry& registry, EnvPtr env);
+void register_webhook_service(api::ServiceRegistry& registry, EnvPtr env);
+void add_print_preview_routes(api::HttpServer& server, EnvPtr env);
 
 // ---- Tenant scoping ----------------------------------------------------------
 
@@ -69,6 +82,10 @@ enum class TenantNeed {
 // `requested` (which must exist), or on every tenant ("") when allowed.
 api::Outcome resolve_tenant(const api::CallContext& ctx, const Env& env,
                             const std::string& requested, TenantNeed need, std::string& tenant_id);
+
+// Reads a device the caller may see (404 device_not_found otherwise).
+api::Outcome load_device(const api::CallContext& ctx, const Env& env, const std::string& device_id,
+                         store::Device& device);
 
 // ---- Problems ----------------------------------------------------------------
 

@@ -14,18 +14,6 @@ namespace {
 using api::CallContext;
 using api::Outcome;
 
-// Reads a device the caller may see (404 device_not_found otherwise).
-Outcome load_device(const CallContext& ctx, const Env& env, const std::string& device_id,
-                    store::Device& device) {
-  std::string tenant;
-  if (auto p = resolve_tenant(ctx, env, "", TenantNeed::kOptional, tenant)) return p;
-  if (auto p = check_id("device_id", device_id, "dv_")) return p;
-  auto row = env.store->get_device(tenant, device_id);
-  if (!row.ok()) return store_problem(row.status(), "device", device_id);
-  device = std::move(row).value();
-  return std::nullopt;
-}
-
 Outcome write_device(const Env& env, store::Device& device) {
   device.updated_ms = env.now();
   auto status = env.store->update_device(device);

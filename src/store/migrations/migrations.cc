@@ -8,6 +8,20 @@ namespace {
 
 // SQLite: ids are TEXT compared bytewise (BINARY), booleans are 0/1,
 // labels are JSON text queried with json_extract.
+//
+// Migration 2 (both dialects):
+// - commands and events have no foreign keys: a command's history outlives
+//   its device (delete_device must keep working and keep the history), and
+//   the delivery engine's hot path skips the checks. Webhook deliveries and
+//   attempts do cascade from their endpoint.
+// - seqs are never reused (AUTOINCREMENT / BIGSERIAL): a webhook endpoint's
+//   cursor_seq and event stream readers rely on it even after
+//   purge_history deleted the newest rows. On SQLite the seq is the rowid
+//   (commands.id is UNIQUE instead of the primary key), so it costs no
+//   extra index.
+// - The state lists in the partial indexes are repeated verbatim in the
+//   queries of sql_store.cc (kNonFinalStates): a partial index serves only
+//   queries whose WHERE visibly implies its own.
 constexpr Migration kSqlite[] = {
     {1, "initial schema", R"sql(
 CREATE TABLE tenants (
@@ -104,6 +118,108 @@ CREATE TABLE idempotency (
   PRIMARY KEY (scope, key)
 );
 CREATE INDEX idempotency_by_age ON idempotency(created_ms);
+)sql"},
+    {2, "commands, events, webhooks and scans", R"sql(
+CREATE TABLE commands (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  tenant_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  state TEXT NOT NULL,
+  dedup_key TEXT,
+  payload TEXT NOT NULL DEFAULT '{}',
+  request TEXT NOT NULL DEFAULT '{}',
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  expires_at_ms INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  code TEXT NOT NULL DEFAULT '',
+  detail TEXT NOT NULL DEFAULT '',
+  request_id TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX commands_dedup ON commands(device_id, dedup_key) WHERE dedup_key IS NOT NULL;
+CREATE INDEX commands_by_device ON commands(device_id, seq);
+CREATE INDEX commands_by_tenant ON commands(tenant_id, seq);
+CREATE INDEX commands_pending ON commands(device_id, seq)
+  WHERE state IN ('queued', 'sent', 'delivered', 'waiting');
+CREATE INDEX commands_expiring ON commands(expires_at_ms)
+  WHERE state IN ('queued', 'sent', 'delivered', 'waiting') AND expires_at_ms > 0;
+CREATE TABLE events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  tenant_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  subject_id TEXT NOT NULL DEFAULT '',
+  device_id TEXT NOT NULL DEFAULT '',
+  at_ms INTEGER NOT NULL,
+  data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_by_tenant ON events(tenant_id, seq);
+CREATE INDEX events_by_subject ON events(subject_id, seq);
+CREATE INDEX events_by_age ON events(at_ms);
+CREATE TABLE webhook_endpoints (
+  id TEXT PRIMARY KEY,
+  tenant_id TEXT NOT NULL REFERENCES tenants(id),
+  url TEXT NOT NULL,
+  description TEXT NOT NULL DEFAULT '',
+  event_types TEXT NOT NULL DEFAULT '[]',
+  secret_sealed BLOB NOT NULL,
+  disabled INTEGER NOT NULL DEFAULT 0,
+  cursor_seq INTEGER NOT NULL DEFAULT 0,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL
+);
+CREATE INDEX webhook_endpoints_by_tenant ON webhook_endpoints(tenant_id, id);
+CREATE TABLE webhook_deliveries (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
+  tenant_id TEXT NOT NULL,
+  event_seq INTEGER NOT NULL,
+  event_type TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+  last_attempt_ms INTEGER NOT NULL DEFAULT 0,
+  last_status_code INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_ms, id)
+  WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries(endpoint_id, id);
+CREATE INDEX webhook_deliveries_by_tenant ON webhook_deliveries(tenant_id, id);
+CREATE TABLE webhook_attempts (
+  delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+  attempt INTEGER NOT NULL,
+  at_ms INTEGER NOT NULL,
+  status_code INTEGER NOT NULL DEFAULT 0,
+  duration_ms INTEGER NOT NULL DEFAULT 0,
+  error TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (delivery_id, attempt)
+);
+CREATE TABLE scans (
+  id TEXT PRIMARY KEY,
+  tenant_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  box_scan_id TEXT NOT NULL DEFAULT '',
+  code TEXT NOT NULL DEFAULT '',
+  code_hash TEXT NOT NULL DEFAULT '',
+  amount_fen INTEGER NOT NULL DEFAULT -1,
+  state TEXT NOT NULL,
+  outcome TEXT NOT NULL DEFAULT '',
+  display TEXT NOT NULL DEFAULT '',
+  voice TEXT NOT NULL DEFAULT '',
+  result_command_id TEXT NOT NULL DEFAULT '',
+  created_ms INTEGER NOT NULL,
+  deadline_ms INTEGER NOT NULL DEFAULT 0,
+  answered_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX scans_by_code ON scans(device_id, code_hash, created_ms);
+CREATE UNIQUE INDEX scans_by_box_id ON scans(device_id, box_scan_id) WHERE box_scan_id <> '';
+CREATE INDEX scans_overdue ON scans(deadline_ms, id) WHERE state = 'pending';
+CREATE INDEX scans_by_tenant ON scans(tenant_id, id);
+CREATE INDEX scans_by_device ON scans(device_id, id);
 )sql"},
 };
 
@@ -207,6 +323,108 @@ CREATE TABLE idempotency (
   PRIMARY KEY (scope, key)
 );
 CREATE INDEX idempotency_by_age ON idempotency(created_ms);
+)sql"},
+    {2, "commands, events, webhooks and scans", R"sql(
+CREATE TABLE commands (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  seq BIGSERIAL NOT NULL UNIQUE,
+  tenant_id TEXT COLLATE "C" NOT NULL,
+  device_id TEXT COLLATE "C" NOT NULL,
+  type TEXT NOT NULL,
+  state TEXT NOT NULL,
+  dedup_key TEXT COLLATE "C",
+  payload TEXT NOT NULL DEFAULT '{}',
+  request TEXT NOT NULL DEFAULT '{}',
+  created_ms BIGINT NOT NULL,
+  updated_ms BIGINT NOT NULL,
+  expires_at_ms BIGINT NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  code TEXT NOT NULL DEFAULT '',
+  detail TEXT NOT NULL DEFAULT '',
+  request_id TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX commands_dedup ON commands(device_id, dedup_key) WHERE dedup_key IS NOT NULL;
+CREATE INDEX commands_by_device ON commands(device_id, seq);
+CREATE INDEX commands_by_tenant ON commands(tenant_id, seq);
+CREATE INDEX commands_pending ON commands(device_id, seq)
+  WHERE state IN ('queued', 'sent', 'delivered', 'waiting');
+CREATE INDEX commands_expiring ON commands(expires_at_ms)
+  WHERE state IN ('queued', 'sent', 'delivered', 'waiting') AND expires_at_ms > 0;
+CREATE TABLE events (
+  seq BIGSERIAL PRIMARY KEY,
+  tenant_id TEXT COLLATE "C" NOT NULL,
+  type TEXT NOT NULL,
+  subject_id TEXT COLLATE "C" NOT NULL DEFAULT '',
+  device_id TEXT COLLATE "C" NOT NULL DEFAULT '',
+  at_ms BIGINT NOT NULL,
+  data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_by_tenant ON events(tenant_id, seq);
+CREATE INDEX events_by_subject ON events(subject_id, seq);
+CREATE INDEX events_by_age ON events(at_ms);
+CREATE TABLE webhook_endpoints (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  tenant_id TEXT COLLATE "C" NOT NULL REFERENCES tenants(id),
+  url TEXT NOT NULL,
+  description TEXT NOT NULL DEFAULT '',
+  event_types TEXT NOT NULL DEFAULT '[]',
+  secret_sealed BYTEA NOT NULL,
+  disabled BOOLEAN NOT NULL DEFAULT FALSE,
+  cursor_seq BIGINT NOT NULL DEFAULT 0,
+  created_ms BIGINT NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+CREATE INDEX webhook_endpoints_by_tenant ON webhook_endpoints(tenant_id, id);
+CREATE TABLE webhook_deliveries (
+  id BIGSERIAL PRIMARY KEY,
+  endpoint_id TEXT COLLATE "C" NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
+  tenant_id TEXT COLLATE "C" NOT NULL,
+  event_seq BIGINT NOT NULL,
+  event_type TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms BIGINT NOT NULL DEFAULT 0,
+  last_attempt_ms BIGINT NOT NULL DEFAULT 0,
+  last_status_code INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  created_ms BIGINT NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_ms, id)
+  WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries(endpoint_id, id);
+CREATE INDEX webhook_deliveries_by_tenant ON webhook_deliveries(tenant_id, id);
+CREATE TABLE webhook_attempts (
+  delivery_id BIGINT NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+  attempt INTEGER NOT NULL,
+  at_ms BIGINT NOT NULL,
+  status_code INTEGER NOT NULL DEFAULT 0,
+  duration_ms INTEGER NOT NULL DEFAULT 0,
+  error TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (delivery_id, attempt)
+);
+CREATE TABLE scans (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  tenant_id TEXT COLLATE "C" NOT NULL,
+  device_id TEXT COLLATE "C" NOT NULL,
+  box_scan_id TEXT COLLATE "C" NOT NULL DEFAULT '',
+  code TEXT NOT NULL DEFAULT '',
+  code_hash TEXT COLLATE "C" NOT NULL DEFAULT '',
+  amount_fen BIGINT NOT NULL DEFAULT -1,
+  state TEXT NOT NULL,
+  outcome TEXT NOT NULL DEFAULT '',
+  display TEXT NOT NULL DEFAULT '',
+  voice TEXT NOT NULL DEFAULT '',
+  result_command_id TEXT NOT NULL DEFAULT '',
+  created_ms BIGINT NOT NULL,
+  deadline_ms BIGINT NOT NULL DEFAULT 0,
+  answered_ms BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX scans_by_code ON scans(device_id, code_hash, created_ms);
+CREATE UNIQUE INDEX scans_by_box_id ON scans(device_id, box_scan_id) WHERE box_scan_id <> '';
+CREATE INDEX scans_overdue ON scans(deadline_ms, id) WHERE state = 'pending';
+CREATE INDEX scans_by_tenant ON scans(tenant_id, id);
+CREATE INDEX scans_by_device ON scans(device_id, id);
 )sql"},
 };
 

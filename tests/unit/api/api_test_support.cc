@@ -1,9 +1,12 @@
 #include "api_test_support.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include <curl/curl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "echo_test.pb.h"
 
@@ -56,6 +59,79 @@ class ImportHandler : public UploadHandler {
   int chunks_ = 0;
 };
 
+Problem test_problem(int status) {
+  Problem p;
+  p.http_status = status;
+  p.code = "test_failure";
+  p.title = "Test failure";
+  p.detail = "Failing as asked.";
+  p.field = "fail_with_status";
+  if (status == 429 || status == 503) p.retry_after_s = 3;
+  return p;
+}
+
+// WatchShelf: see WatchShelfRequest.
+Outcome watch_shelf(ThingServiceState& state, CallContext& ctx, const v1::WatchShelfRequest& req,
+                    StreamSink& sink) {
+  {
+    std::lock_guard lock(state.mu);
+    ++state.streams_started;
+    state.stream_last_event_id = ctx.last_event_id;
+    state.stream_transport = ctx.transport;
+  }
+  state.cv.notify_all();
+  struct Finished {
+    ThingServiceState& state;
+    ~Finished() {
+      {
+        std::lock_guard lock(state.mu);
+        ++state.streams_finished;
+      }
+      state.cv.notify_all();
+    }
+  } finished{state};
+  // Waits for the test; false when the stream was cancelled meanwhile.
+  auto wait_until = [&](auto ready) {
+    std::unique_lock lock(state.mu);
+    while (!ready()) {
+      if (sink.cancelled()) return false;
+      state.cv.wait_for(lock, std::chrono::milliseconds(5));
+    }
+    return true;
+  };
+
+  if (req.fail_with_status() != 0) return test_problem(req.fail_with_status());
+  if (req.heartbeat() && !sink.heartbeat()) return std::nullopt;
+  const long first = std::strtol(ctx.last_event_id.c_str(), nullptr, 10) + 1;
+  for (int i = 0; i < req.count(); ++i) {
+    if (req.gated() && !wait_until([&] { return state.stream_released >= i; })) return std::nullopt;
+    v1::ShelfEvent event;
+    event.set_id(std::to_string(first + i));
+    event.set_shelf(req.shelf());
+    event.set_resumed_after(ctx.last_event_id);
+    event.mutable_thing()->set_name("line one\nline two");  // JSON escapes it
+    event.set_padding(std::string(static_cast<size_t>(std::max(0, req.padding())), 'p'));
+    if (!sink.send(event, event.id(), "thing")) return std::nullopt;
+    {
+      std::lock_guard lock(state.mu);
+      ++state.stream_events_sent;
+    }
+    state.cv.notify_all();
+  }
+  if (req.linger()) {
+    wait_until([] { return false; });  // until cancelled
+    bool sent = sink.send(v1::ShelfEvent(), "late", "");
+    {
+      std::lock_guard lock(state.mu);
+      state.stream_saw_cancel = sink.cancelled();
+      state.send_after_cancel_ok = sent;
+    }
+    state.cv.notify_all();
+  }
+  if (req.fail_after_status() != 0) return test_problem(req.fail_after_status());
+  return std::nullopt;
+}
+
 }  // namespace
 
 void register_thing_service(ServiceRegistry& registry, std::shared_ptr<ThingServiceState> state) {
@@ -63,16 +139,7 @@ void register_thing_service(ServiceRegistry& registry, std::shared_ptr<ThingServ
       "counterlink.test.v1.ThingService.GetThing",
       [state](CallContext&, const v1::GetThingRequest& req, v1::Thing& resp) -> Outcome {
         ++state->get_calls;
-        if (req.fail_with_status() != 0) {
-          Problem p;
-          p.http_status = req.fail_with_status();
-          p.code = "test_failure";
-          p.title = "Test failure";
-          p.detail = "Failing as asked.";
-          p.field = "fail_with_status";
-          if (p.http_status == 429 || p.http_status == 503) p.retry_after_s = 3;
-          return p;
-        }
+        if (req.fail_with_status() != 0) return test_problem(req.fail_with_status());
         resp.set_id(req.thing_id());
         resp.set_name("thing " + req.thing_id());
         return std::nullopt;
@@ -129,6 +196,11 @@ void register_thing_service(ServiceRegistry& registry, std::shared_ptr<ThingServ
       });
   registry.add_upload("counterlink.test.v1.ThingService.ImportThings",
                       [state] { return std::make_unique<ImportHandler>(state); });
+  registry.stream<v1::WatchShelfRequest>(
+      "counterlink.test.v1.ThingService.WatchShelf",
+      [state](CallContext& ctx, const v1::WatchShelfRequest& req, StreamSink& sink) {
+        return watch_shelf(*state, ctx, req, sink);
+      });
 }
 
 Outcome TestAuthenticator::authenticate(const CallCredentials& credentials, Principal& principal) {
@@ -240,6 +312,130 @@ HttpResult http(const HttpRequest& request) {
   curl_slist_free_all(headers);
   curl_easy_cleanup(curl);
   return result;
+}
+
+// ---- SseClient --------------------------------------------------------------
+
+struct SseClient::Shared {
+  std::mutex mu;
+  std::condition_variable cv;
+  HttpResult result;
+  bool done = false;
+  bool hung_up = false;
+  curl_socket_t fd = CURL_SOCKET_BAD;  // the transfer's socket while open
+};
+
+namespace {
+
+size_t sse_body(char* data, size_t size, size_t n, void* user) {
+  auto* shared = static_cast<SseClient::Shared*>(user);
+  {
+    std::lock_guard lock(shared->mu);
+    if (shared->hung_up) return 0;  // aborts the transfer
+    shared->result.body.append(data, size * n);
+  }
+  shared->cv.notify_all();
+  return size * n;
+}
+
+size_t sse_header(char* data, size_t size, size_t n, void* user) {
+  auto* shared = static_cast<SseClient::Shared*>(user);
+  std::string line(data, size * n);
+  {
+    std::lock_guard lock(shared->mu);
+    if (line.rfind("HTTP/", 0) == 0) {
+      shared->result.status = std::strtol(line.c_str() + line.find(' '), nullptr, 10);
+    } else {
+      write_header(data, size, n, &shared->result.headers);
+    }
+  }
+  shared->cv.notify_all();
+  return size * n;
+}
+
+// Socket open/close go through here so hang_up() never shuts down a
+// descriptor number libcurl already closed (and the process reused).
+curl_socket_t sse_open_socket(void* user, curlsocktype, curl_sockaddr* address) {
+  auto* shared = static_cast<SseClient::Shared*>(user);
+  curl_socket_t fd = ::socket(address->family, address->socktype, address->protocol);
+  std::lock_guard lock(shared->mu);
+  shared->fd = fd;
+  return fd;
+}
+
+int sse_close_socket(void* user, curl_socket_t fd) {
+  auto* shared = static_cast<SseClient::Shared*>(user);
+  std::lock_guard lock(shared->mu);
+  if (shared->fd == fd) shared->fd = CURL_SOCKET_BAD;
+  return ::close(fd);
+}
+
+}  // namespace
+
+SseClient::SseClient(std::string url, std::vector<std::string> headers)
+    : shared_(std::make_shared<Shared>()) {
+  thread_ = std::thread([shared = shared_, url = std::move(url), headers = std::move(headers)] {
+    CURL* curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, sse_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, shared.get());
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, sse_header);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, shared.get());
+    curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, sse_open_socket);
+    curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, shared.get());
+    curl_easy_setopt(curl, CURLOPT_CLOSESOCKETFUNCTION, sse_close_socket);
+    curl_easy_setopt(curl, CURLOPT_CLOSESOCKETDATA, shared.get());
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_slist* list = nullptr;
+    for (const auto& h : headers)
+      list = curl_slist_append(list, h.c_str());
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+    CURLcode rc = curl_easy_perform(curl);
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(curl);
+    curl_slist_free_all(list);
+    {
+      std::lock_guard lock(shared->mu);
+      if (status != 0) shared->result.status = status;
+      if (rc != CURLE_OK) shared->result.error = curl_easy_strerror(rc);
+      shared->done = true;
+    }
+    shared->cv.notify_all();
+  });
+}
+
+SseClient::~SseClient() {
+  hang_up();
+  thread_.join();
+}
+
+bool SseClient::wait_for_body(const std::string& text, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(shared_->mu);
+  return shared_->cv.wait_for(lock, timeout,
+                              [&] { return shared_->result.body.find(text) != std::string::npos; });
+}
+
+bool SseClient::wait_done(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(shared_->mu);
+  return shared_->cv.wait_for(lock, timeout, [&] { return shared_->done; });
+}
+
+std::string SseClient::body() const {
+  std::lock_guard lock(shared_->mu);
+  return shared_->result.body;
+}
+
+HttpResult SseClient::result() const {
+  std::lock_guard lock(shared_->mu);
+  return shared_->result;
+}
+
+void SseClient::hang_up() {
+  std::lock_guard lock(shared_->mu);
+  shared_->hung_up = true;
+  if (shared_->fd != CURL_SOCKET_BAD) ::shutdown(shared_->fd, SHUT_RDWR);
 }
 
 }  // namespace counterlink::api::testing

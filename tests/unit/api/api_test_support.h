@@ -4,11 +4,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "counterlink/api/service.h"
@@ -32,12 +34,22 @@ struct ThingServiceState {
   std::map<std::string, std::string> upload_params;
   std::string last_principal_tenant;
   bool upload_finished = false;
+  // WatchShelf (server stream) observations, under `mu`, `cv` notified.
+  int stream_released = 0;  // gated events the test let through
+  int streams_started = 0;
+  int streams_finished = 0;
+  int stream_events_sent = 0;  // send() calls that returned true
+  std::string stream_last_event_id;
+  std::string stream_transport;
+  bool stream_saw_cancel = false;     // a lingering handler saw cancelled()
+  bool send_after_cancel_ok = false;  // what send() returned after that
 };
 
 // Registers every ThingService method. Errors on request:
 //   GetThing.fail_with_status != 0 -> a Problem with that status;
 //   CreateThing with thing.name == "" -> 400 invalid_argument field thing.name;
-//   ImportThings chunk containing "FAIL" -> 422 bad_row.
+//   ImportThings chunk containing "FAIL" -> 422 bad_row;
+//   WatchShelf: see WatchShelfRequest (fail_with_status / fail_after_status).
 void register_thing_service(ServiceRegistry& registry, std::shared_ptr<ThingServiceState> state);
 
 // "Bearer tenant" -> tenant tn_1, "Bearer tenant2" -> tn_2, "Bearer admin" ->
@@ -76,5 +88,31 @@ struct HttpRequest {
 };
 
 HttpResult http(const HttpRequest& request);
+
+// A streaming GET (server-sent events) read by libcurl on a thread of its
+// own, so a test can look at the body while the response is still coming.
+class SseClient {
+ public:
+  SseClient(std::string url, std::vector<std::string> headers);
+  ~SseClient();  // hangs up (if still open) and joins
+  SseClient(const SseClient&) = delete;
+  SseClient& operator=(const SseClient&) = delete;
+
+  // Waits until the body received so far contains `text`.
+  bool wait_for_body(const std::string& text,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  // Waits until the response has ended (the server closed it, or hang_up()).
+  bool wait_done(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  std::string body() const;
+  HttpResult result() const;  // status and headers as soon as they arrived
+  // The client goes away: the connection is shut down at once.
+  void hang_up();
+
+  struct Shared;  // between the test and libcurl's thread
+
+ private:
+  std::shared_ptr<Shared> shared_;
+  std::thread thread_;
+};
 
 }  // namespace counterlink::api::testing

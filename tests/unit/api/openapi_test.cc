@@ -54,10 +54,11 @@ TEST_F(OpenApiTest, EveryHttpBindingIsAnOperation) {
             "ThingService_RotateSecret");
   EXPECT_EQ(op("/v1/things/{thing_id}", "delete")["operationId"], "ThingService_DeleteThing");
   EXPECT_EQ(op("/v1/things:import", "post")["operationId"], "ThingService_ImportThings");
+  EXPECT_EQ(op("/v1/shelves/{shelf}/events", "get")["operationId"], "ThingService_WatchShelf");
   size_t operations = 0;
   for (const auto& [path, item] : doc_["paths"].items())
     operations += item.size();
-  EXPECT_EQ(operations, 8u);
+  EXPECT_EQ(operations, 9u);
   EXPECT_EQ(op("/v1/things", "get")["tags"], json::array({"ThingService"}));
 }
 
@@ -106,6 +107,46 @@ TEST_F(OpenApiTest, IdempotentCreateTakesTheIdempotencyKeyHeader) {
   EXPECT_TRUE(create["responses"].contains("422"));
   EXPECT_FALSE(op("/v1/things/{thing_id}", "get")["parameters"].dump().find("IdempotencyKey") !=
                std::string::npos);
+}
+
+TEST_F(OpenApiTest, ServerStreamAnswersServerSentEventsOfItsMessage) {
+  const json& watch = op("/v1/shelves/{shelf}/events", "get");
+  const json& ok = watch["responses"]["200"];
+  ASSERT_TRUE(ok["content"].contains("text/event-stream")) << ok.dump();
+  EXPECT_FALSE(ok["content"].contains("application/json"));
+  const json& media = ok["content"]["text/event-stream"];
+  EXPECT_EQ(media["schema"]["type"], "string");
+  EXPECT_NE(media["schema"]["description"].get<std::string>().find(
+                "JSON of counterlink.test.v1.ShelfEvent"),
+            std::string::npos);
+  // Only streamed: inline (a component referenced only from an x- extension
+  // would be an unused component to OpenAPI tools).
+  const json& data = media["x-event-data-schema"];
+  EXPECT_EQ(data["description"], "One event of a shelf.");
+  EXPECT_TRUE(data["properties"].contains("resumed_after"));
+  EXPECT_EQ(data["properties"]["thing"]["$ref"], "#/components/schemas/counterlink.test.v1.Thing");
+  EXPECT_FALSE(doc_["components"]["schemas"].contains("counterlink.test.v1.ShelfEvent"));
+  const json* last = param(watch, "Last-Event-ID");
+  ASSERT_NE(last, nullptr);
+  EXPECT_EQ((*last)["in"], "header");
+  EXPECT_EQ((*last)["required"], false);
+  EXPECT_EQ((*param(watch, "shelf"))["in"], "path");
+  EXPECT_EQ((*param(watch, "count"))["in"], "query");
+  EXPECT_TRUE(watch["responses"].contains("503"));  // too_many_streams
+  EXPECT_EQ(param(op("/v1/things/{thing_id}", "get"), "Last-Event-ID"), nullptr);
+}
+
+TEST_F(OpenApiTest, StreamedMessageWithAComponentSchemaIsReferenced) {
+  registry_.add_stream("counterlink.test.v1.ThingService.WatchThings",
+                       [](CallContext&, const google::protobuf::Message&, StreamSink&) -> Outcome {
+                         return std::nullopt;
+                       });
+  doc_ = json::parse(openapi_document(registry_, OpenApiFormat::kJson, info_,
+                                      proto_gen::cl_api_test_proto_descriptor_set()));
+  const json& media = op("/v1/things:watch", "get")["responses"]["200"]["content"];
+  EXPECT_EQ(media["text/event-stream"]["x-event-data-schema"]["$ref"],
+            "#/components/schemas/counterlink.test.v1.Thing");
+  EXPECT_NE(param(op("/v1/things:watch", "get"), "Last-Event-ID"), nullptr);
 }
 
 TEST_F(OpenApiTest, ErrorsAreProblemJsonResponses) {
@@ -200,7 +241,9 @@ TEST_F(OpenApiTest, YamlFormSaysTheSameAsJson) {
 TEST_F(OpenApiTest, NamedServicesIncludeEveryBoundMethod) {
   json j = json::parse(
       openapi_document({"counterlink.test.v1.ThingService"}, OpenApiFormat::kJson, info_));
-  EXPECT_EQ(j["paths"].size(), doc_["paths"].size());
+  // Including WatchThings, which the test registry leaves out.
+  EXPECT_EQ(j["paths"].size(), doc_["paths"].size() + 1);
+  EXPECT_TRUE(j["paths"].contains("/v1/things:watch"));
   EXPECT_THROW(openapi_document({"no.such.Service"}, OpenApiFormat::kJson, info_),
                std::runtime_error);
 }

@@ -163,6 +163,86 @@ class FakeStore : public store::Store {
   }
   store::Status abandon_idempotent(const std::string&, const std::string&) override { return no(); }
   store::Result<int64_t> expire_idempotent(store::TimeMs) override { return no(); }
+  store::Result<std::vector<store::WriteOutcome>> apply_writes(
+      const std::vector<store::Write>&) override {
+    return no();
+  }
+  store::Result<store::Command> get_command(const std::string&, const std::string&) override {
+    return no();
+  }
+  store::Result<store::Listing<store::Command>> list_commands(const store::CommandFilter&,
+                                                              const store::Page&) override {
+    return no();
+  }
+  store::Result<std::vector<store::Command>> pending_commands(const std::string&,
+                                                              int32_t) override {
+    return no();
+  }
+  store::Result<int64_t> count_pending_commands(const std::string&) override { return no(); }
+  store::Result<std::vector<store::Command>> expired_commands(store::TimeMs, int32_t) override {
+    return no();
+  }
+  store::Result<std::vector<store::Event>> subject_events(const std::string&,
+                                                          const std::string&) override {
+    return no();
+  }
+  store::Result<std::vector<store::Event>> list_events(const std::string&, int64_t,
+                                                       int32_t) override {
+    return no();
+  }
+  store::Result<store::Event> get_event(const std::string&, int64_t) override { return no(); }
+  store::Result<int64_t> purge_history(store::TimeMs) override { return no(); }
+  store::Status create_webhook(const store::WebhookEndpoint&) override { return no(); }
+  store::Result<store::WebhookEndpoint> get_webhook(const std::string&,
+                                                    const std::string&) override {
+    return no();
+  }
+  store::Status update_webhook(const store::WebhookEndpoint&) override { return no(); }
+  store::Status delete_webhook(const std::string&, const std::string&) override { return no(); }
+  store::Result<store::Listing<store::WebhookEndpoint>> list_webhooks(const std::string&,
+                                                                      const store::Page&) override {
+    return no();
+  }
+  store::Status enqueue_webhook_deliveries(const std::string&, int64_t, int64_t,
+                                           const std::vector<store::WebhookDelivery>&) override {
+    return no();
+  }
+  store::Result<std::vector<store::WebhookDelivery>> due_webhook_deliveries(store::TimeMs,
+                                                                            int32_t) override {
+    return no();
+  }
+  store::Status record_webhook_attempt(const store::WebhookDelivery&,
+                                       const store::WebhookAttempt&) override {
+    return no();
+  }
+  store::Result<store::WebhookDelivery> get_webhook_delivery(const std::string&, int64_t) override {
+    return no();
+  }
+  store::Result<store::Listing<store::WebhookDelivery>> list_webhook_deliveries(
+      const std::string&, const std::string&, const store::Page&) override {
+    return no();
+  }
+  store::Result<std::vector<store::WebhookAttempt>> list_webhook_attempts(const std::string&,
+                                                                          int64_t) override {
+    return no();
+  }
+  store::Status reschedule_webhook_delivery(const std::string&, int64_t, store::TimeMs) override {
+    return no();
+  }
+  store::Status create_scan(const store::Scan&, store::TimeMs, store::Scan*) override {
+    return no();
+  }
+  store::Result<store::Scan> get_scan(const std::string&, const std::string&) override {
+    return no();
+  }
+  store::Status finish_scan(const store::Scan&, store::Scan*) override { return no(); }
+  store::Result<std::vector<store::Scan>> overdue_scans(store::TimeMs, int32_t) override {
+    return no();
+  }
+  store::Result<store::Listing<store::Scan>> list_scans(const std::string&, const std::string&,
+                                                        const store::Page&) override {
+    return no();
+  }
 
  private:
   std::mutex mutex_;

@@ -21,8 +21,20 @@
 // Upload methods are client streams: the first message's fields other than
 // `content_type` and `data` are the params, every message's `data` is a chunk.
 //
+// Server streams (`returns (stream M)`): the one request message goes
+// through the pipeline like a unary call (no idempotency), the
+// `last-event-id` metadata (if sent) becomes CallContext::last_event_id, and
+// the StreamHandler runs on a thread of its own (at most `max_streams` at
+// once: UNAVAILABLE too_many_streams above). Each send() writes one message
+// (one write in flight, send() blocks while `stream_buffer_bytes` are
+// queued); heartbeat() writes nothing. The handler's Outcome is the status,
+// mapped as above. Client cancellation or a failed write makes send() return
+// false; stop() cancels open streams, waits for their handlers, and ends a
+// stream whose handler then returned OK with UNAVAILABLE (reconnect).
+//
 // Threading: start()/stop() from one controlling thread. gRPC's own threads
-// receive; handlers run on `worker_threads` workers (they block).
+// receive; handlers run on `worker_threads` workers (they block), stream
+// handlers on threads of their own.
 #pragma once
 
 #include <chrono>
@@ -51,6 +63,11 @@ struct GrpcServerConfig {
   int max_message_bytes = 4 << 20;       // per message; uploads stream many
   size_t max_upload_bytes = 256u << 20;  // all `data` of one upload stream (413 above)
   std::chrono::milliseconds stop_grace{10'000};
+  // Open server streams (one thread each), as HttpServerConfig::max_streams.
+  size_t max_streams = 256;
+  // Per stream: send() blocks while this many message bytes are not yet
+  // handed to gRPC (its own flow control then holds them).
+  size_t stream_buffer_bytes = 1 << 20;
 };
 
 // The gRPC status code (grpc::StatusCode value) for a problem.

@@ -12,13 +12,28 @@
 // `io_threads` threads (one strand per connection); handlers, the
 // authenticator, the rate limiter and the store run on a separate pool of
 // `worker_threads` (they block), and answers are posted back to the
-// connection's strand. Raw route handlers run on the worker pool too.
+// connection's strand. Raw route handlers run on the worker pool too; stream
+// handlers run on threads of their own (below).
 // add_raw_route() only before start().
 //
 // Uploads (methods with counterlink.upload_media_types): the body is passed to
 // the UploadHandler in chunks as it arrives (at most `upload_chunk_bytes`
 // each, the next read starts after chunk() returned), up to
 // `max_upload_bytes`; query parameters and path variables are the params.
+//
+// Server streams (methods that `return (stream M)`): authenticated, limited
+// and bound like a unary GET (no Idempotency-Key), Last-Event-ID into
+// CallContext::last_event_id, then the StreamHandler runs on a thread of its
+// own (at most `max_streams` at once, 503 too_many_streams above). A Problem
+// before the first send() is an ordinary problem+json answer; the first
+// send() / heartbeat() commits `200 text/event-stream` (chunked, one record
+// per send: `id:` (omitted when empty), `event:` (omitted when empty),
+// `data:` the message's one-line JSON; heartbeat() is a `: keepalive`
+// comment), written as soon as it is sent. The connection closes when the
+// handler returns. send() blocks while `stream_buffer_bytes` are unwritten
+// and returns false once the client has gone (its read side closed, a write
+// failed or made no progress for `stream_write_timeout`) or stop() began;
+// stop() cancels the open streams and waits for their handlers to return.
 #pragma once
 
 #include <chrono>
@@ -55,6 +70,16 @@ struct HttpServerConfig {
   std::chrono::milliseconds header_timeout{10'000};  // idle keep-alive and slow headers
   std::chrono::milliseconds body_timeout{60'000};    // between body reads
   std::chrono::milliseconds stop_grace{10'000};      // in-flight calls finish within
+  // Open server streams (one thread each); 503 too_many_streams above. 256
+  // threads with their default stacks reserve 2 GiB of address space but
+  // touch little of it.
+  size_t max_streams = 256;
+  // Per stream: send() blocks while this much is queued but not yet written
+  // to the socket (a slow reader slows its handler, not the server).
+  size_t stream_buffer_bytes = 1 << 20;
+  // A stream write that does not complete within this closes the stream (a
+  // client that stopped reading without closing).
+  std::chrono::milliseconds stream_write_timeout{60'000};
 };
 
 struct RawRequest {
@@ -80,6 +105,10 @@ struct RawRouteOptions {
   // Public routes skip authentication and the quota (health, metrics, docs).
   bool is_public = false;
 };
+
+// A problem as a raw route's answer: application/problem+json with the same
+// body, status and Retry-After as the proto routes give.
+RawResponse problem_response(const Problem& problem, const CallContext& context);
 
 class HttpServer {
  public:

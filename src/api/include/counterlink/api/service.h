@@ -39,6 +39,7 @@ struct CallContext {
   std::string method;      // full proto method name
   std::string transport;   // "rest" | "grpc"
   std::string remote_address;
+  std::string last_event_id;  // REST Last-Event-ID header (server streams), or ""
   Principal principal;
 };
 
@@ -87,10 +88,39 @@ class UploadHandler {
 };
 using UploadFactory = std::function<std::unique_ptr<UploadHandler>()>;
 
+// The sending side of a server stream (a proto method `returns (stream M)`):
+// REST serves it as server-sent events (text/event-stream, one `id:` /
+// `event:` / `data:` record per message, the data being the message's JSON),
+// gRPC as a server-streaming call. Used from the handler's thread only.
+class StreamSink {
+ public:
+  virtual ~StreamSink() = default;
+  // Sends one message. `id` is the resume point the client echoes back
+  // (SSE `id:`; REST clients send it as Last-Event-ID), `event` the SSE
+  // event name (ignored by gRPC). Blocks while the client is slow (bounded
+  // buffer). False once the client has gone or the server is stopping: the
+  // handler should return.
+  virtual bool send(const google::protobuf::Message& message, std::string_view id,
+                    std::string_view event) = 0;
+  // Keeps an idle stream alive (an SSE comment line; a no-op for gRPC) and
+  // reports, like send(), whether the client is still there.
+  virtual bool heartbeat() = 0;
+  // True once the client has gone or the server is stopping.
+  virtual bool cancelled() const = 0;
+};
+
+// Runs on a thread of its own (not the worker pool) for as long as the
+// stream lasts. A Problem returned before the first send() is answered like a
+// unary error; after it, it ends the stream (gRPC status; REST: the SSE
+// response ends). `ctx.last_event_id` carries the REST Last-Event-ID header.
+using StreamHandler = std::function<Outcome(
+    CallContext& ctx, const google::protobuf::Message& request, StreamSink& sink)>;
+
 class ServiceRegistry {
  public:
   void add_unary(std::string full_method, UnaryHandler handler);
   void add_upload(std::string full_method, UploadFactory factory);
+  void add_stream(std::string full_method, StreamHandler handler);
 
   // Typed convenience: the Req/Resp types must be the method's messages.
   template <typename Req, typename Resp, typename Fn>
@@ -102,14 +132,25 @@ class ServiceRegistry {
               });
   }
 
+  template <typename Req, typename Fn>
+  void stream(std::string full_method, Fn fn) {
+    add_stream(std::move(full_method),
+               [fn = std::move(fn)](CallContext& ctx, const google::protobuf::Message& req,
+                                    StreamSink& sink) -> Outcome {
+                 return fn(ctx, static_cast<const Req&>(req), sink);
+               });
+  }
+
   const UnaryHandler* find_unary(std::string_view full_method) const;
   const UploadFactory* find_upload(std::string_view full_method) const;
-  // Every registered method name (unary and upload), sorted per kind.
+  const StreamHandler* find_stream(std::string_view full_method) const;
+  // Every registered method name (unary, upload and stream), sorted per kind.
   std::vector<std::string> methods() const;
 
  private:
   std::map<std::string, UnaryHandler, std::less<>> unary_;
   std::map<std::string, UploadFactory, std::less<>> upload_;
+  std::map<std::string, StreamHandler, std::less<>> stream_;
 };
 
 // What the transports know about a request's credentials.

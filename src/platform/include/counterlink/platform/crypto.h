@@ -39,6 +39,8 @@ std::optional<std::string> hex_decode(std::string_view text);
 
 // RFC 4648 section 5 (URL-safe alphabet) without padding.
 std::string base64url_encode(std::string_view bytes);
+// RFC 4648 section 4 (standard alphabet) with '=' padding.
+std::string base64_encode(std::string_view bytes);
 // Accepts the URL-safe and the standard alphabet, with or without '='
 // padding (so `openssl rand -base64 32` output decodes too); nullopt on any
 // other character or an impossible length.

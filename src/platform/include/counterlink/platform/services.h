@@ -31,12 +31,19 @@
 
 #include "counterlink/api/service.h"
 #include "counterlink/platform/clock.h"
+#include "counterlink/platform/webhooks.h"
 #include "counterlink/store/store.h"
+
+namespace counterlink::api {
+class HttpServer;
+}
 
 namespace counterlink::platform {
 
 class KeyRing;
 class SessionControl;
+class CommandEngine;
+class ScanDesk;
 
 // ---- Connection info -------------------------------------------------------
 
@@ -87,11 +94,28 @@ struct PlatformDeps {
   // Empty: GetConnectionInfo answers 503 `connection_info_unavailable`.
   std::shared_ptr<const ConnectionInfoProvider> connection_info;
   ImportOptions import;
+  // The delivery engine (commands.h); nullptr: CommandService and
+  // EventService answer 503. Outlives the registry.
+  CommandEngine* commands = nullptr;
+  // Scan-box payments (scans.h); nullptr: SubmitScanResult answers 503.
+  ScanDesk* scans = nullptr;
+  // Webhooks (webhooks.h): the URL rules (allow_http) and the ping's
+  // request timeout. `webhooks` is this process's dispatcher, woken by
+  // redeliveries; nullptr: deliveries are stored and another node sends
+  // them. Outlives the registry.
+  WebhookOptions webhook_options;
+  WebhookDispatcher* webhooks = nullptr;
 };
 
 // Registers every counterlink.v1 method (TenantService, MerchantService,
-// ApiKeyService, ProductService, DeviceService) into `registry`.
+// ApiKeyService, ProductService, DeviceService, CommandService, EventService,
+// ScanService, WebhookService) into `registry`.
 void register_platform_services(api::ServiceRegistry& registry, const PlatformDeps& deps);
+
+// The routes that answer something other than a proto message (receipt
+// previews as PNG: GET /v1/print-jobs/{id}/preview.png and POST
+// /v1/print-jobs:preview); call before server.start().
+void add_platform_raw_routes(api::HttpServer& server, const PlatformDeps& deps);
 
 // A new resource id: `prefix` ("dv_", ...) + 26 characters of Crockford
 // base32 (48-bit milliseconds, then 80 bits that are random for a new
