@@ -46,7 +46,7 @@ std::string_view trim(std::string_view s) {
 // The framing of one answer, from its head.
 struct Head {
   int status = 0;
-  size_t head_bytes = 0;       // through the blank line
+  size_t head_bytes = 0;        // through the blank line
   int64_t content_length = -1;  // -1 = not given
   bool chunked = false;
   bool close = false;  // Connection: close
@@ -177,16 +177,15 @@ bool HttpLoadClient::open(size_t connections, int64_t timeout_ns, std::string& e
     if (ready == connections) return true;
     poll(10 * kNsPerMs);
   }
-  error = "could not open " + std::to_string(connections) + " HTTP connections to " +
-          server_.text + " within " + std::to_string(timeout_ns / kNsPerSec) +
+  error = "could not open " + std::to_string(connections) + " HTTP connections to " + server_.text +
+          " within " + std::to_string(timeout_ns / kNsPerSec) +
           " s: check --api and that the server's HTTP endpoint is enabled";
   return false;
 }
 
 bool HttpLoadClient::connect_one(size_t index, std::string& error) {
   Conn& c = conns_[index];
-  const int fd =
-      ::socket(server_.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const int fd = ::socket(server_.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     error = std::string("socket() failed: ") + std::strerror(errno);
     return false;
@@ -285,8 +284,8 @@ void HttpLoadClient::write_out(size_t index) {
       }
       return;
     }
-    fail(index, std::string("write to ") + server_.text + " failed: " +
-                    std::strerror(w < 0 ? errno : EPIPE));
+    fail(index, std::string("write to ") + server_.text +
+                    " failed: " + std::strerror(w < 0 ? errno : EPIPE));
     return;
   }
   c.out.clear();
@@ -425,7 +424,8 @@ bool HttpLoadClient::parse(size_t index) {
     } else if (head.content_length >= 0) {
       total = head.head_bytes + static_cast<size_t>(head.content_length);
       if (c.in.size() < total) return true;
-      body = std::string_view(c.in).substr(head.head_bytes, static_cast<size_t>(head.content_length));
+      body =
+          std::string_view(c.in).substr(head.head_bytes, static_cast<size_t>(head.content_length));
     } else {
       // Delimited by the close: not used by counterlink; treat as an error.
       fail(index, "answer without Content-Length or chunked encoding");

@@ -51,12 +51,12 @@ struct Options {
   double drain_timeout_s = 10;
   // broadcasts (durable payment broadcasts through the REST API; `clients`
   // is the number of speakers, host/port the MQTT gateway).
-  std::string api_url;         // http://HOST:PORT of the REST API
-  std::string token;           // operator API token, for the set-up
-  uint32_t connections = 32;   // HTTP keep-alive connections
-  bool max_rate = false;       // closed loop instead of `rate`
+  std::string api_url;              // http://HOST:PORT of the REST API
+  std::string token;                // operator API token, for the set-up
+  uint32_t connections = 32;        // HTTP keep-alive connections
+  bool max_rate = false;            // closed loop instead of `rate`
   uint64_t max_undelivered = 4096;  // closed loop: accepted but not yet at the device
-  bool mqtt_given = false;     // --mqtt given; else from connection-info
+  bool mqtt_given = false;          // --mqtt given; else from connection-info
   double request_timeout_s = 10;
   std::string run_id;        // random, keeps topics and client ids of runs apart
   std::string command_line;  // as invoked, for the report

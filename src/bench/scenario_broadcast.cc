@@ -43,9 +43,9 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "cli/api_client.h"
 #include "counterlink/platform/device_credential.h"
 
+#include "cli/api_client.h"
 #include "http_client.h"
 #include "scenario.h"
 
@@ -86,10 +86,12 @@ std::string_view string_field(std::string_view text, std::string_view key) {
     from = at + key.size();
     if (at == 0 || text[at - 1] != '"' || from >= text.size() || text[from] != '"') continue;
     size_t i = from + 1;
-    while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n')) ++i;
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n'))
+      ++i;
     if (i >= text.size() || text[i] != ':') continue;
     ++i;
-    while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n')) ++i;
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n'))
+      ++i;
     if (i >= text.size() || text[i] != '"') continue;
     const size_t start = i + 1;
     const size_t end = text.find('"', start);
@@ -265,9 +267,12 @@ bool Broadcasts::provision(Outcome& outcome, Provisioned& out) {
   auto refuse = [&](const std::string& what, const cli::ApiAnswer& answer) {
     outcome.exit_code = 3;
     std::string text = what + ": " + describe(answer);
-    if (answer.status == 401 || answer.status == 403) {
-      text += "; pass the operator token with --token (the server's "
-              "security.bootstrap_admin_token or <data_dir>/admin.token)";
+    if (answer.status == 0) {
+      text += "; is `counterlink serve` running with its HTTP endpoint at --api?";
+    } else if (answer.status == 401 || answer.status == 403) {
+      text +=
+          "; pass the operator token with --token (the server's "
+          "security.bootstrap_admin_token or <data_dir>/admin.token)";
     }
     outcome.problems.push_back(text);
     return false;
@@ -276,15 +281,13 @@ bool Broadcasts::provision(Outcome& outcome, Provisioned& out) {
   cli::ApiClient admin(base, options_.token);
   // Unlimited request rate and devices: the bench measures the server, not
   // the tenant's quotas.
-  auto answer = admin.post("/v1/tenants", json{{"name", "bench"},
-                                               {"kind", "other"},
-                                               {"max_devices", 0},
-                                               {"api_rate_limit", 0}});
+  auto answer = admin.post(
+      "/v1/tenants",
+      json{{"name", "bench"}, {"kind", "other"}, {"max_devices", 0}, {"api_rate_limit", 0}});
   if (!answer.ok()) return refuse("creating the tenant \"bench\"", answer);
   out.tenant_id = answer.body.value("id", "");
-  answer = admin.post("/v1/api-keys",
-                      json{{"name", "bench-broadcasts-" + options_.run_id},
-                           {"tenant_id", out.tenant_id}});
+  answer = admin.post("/v1/api-keys", json{{"name", "bench-broadcasts-" + options_.run_id},
+                                           {"tenant_id", out.tenant_id}});
   if (!answer.ok()) return refuse("creating an API key for tenant " + out.tenant_id, answer);
   out.tenant_token = answer.body.value("token", "");
 
@@ -322,9 +325,9 @@ bool Broadcasts::provision(Outcome& outcome, Provisioned& out) {
   }
   if (out.devices.size() != options_.clients) {
     outcome.exit_code = 3;
-    outcome.problems.push_back(
-        "the device import created " + std::to_string(out.devices.size()) + " of " +
-        std::to_string(options_.clients) + " speakers: " + answer.body.dump().substr(0, 400));
+    outcome.problems.push_back("the device import created " + std::to_string(out.devices.size()) +
+                               " of " + std::to_string(options_.clients) +
+                               " speakers: " + answer.body.dump().substr(0, 400));
     return false;
   }
   answer = tenant.get("/v1/devices/" + out.devices[0].id + "/connection-info");
@@ -498,11 +501,10 @@ void Broadcasts::on_answer(uint64_t seq, int status, std::string_view body,
   ++failed_;
   ++errors_by_status_[status];
   if (first_errors_.size() < 5) {
-    first_errors_.push_back(status == 0
-                                ? "request " + std::to_string(seq) + ": " + error
-                                : "request " + std::to_string(seq) + ": HTTP " +
-                                      std::to_string(status) + " " +
-                                      std::string(body.substr(0, 300)));
+    first_errors_.push_back(status == 0 ? "request " + std::to_string(seq) + ": " + error
+                                        : "request " + std::to_string(seq) + ": HTTP " +
+                                              std::to_string(status) + " " +
+                                              std::string(body.substr(0, 300)));
   }
 }
 
@@ -517,8 +519,7 @@ void Broadcasts::load(HttpLoadClient& http) {
   // does not sustain the rate.
   const auto max_backlog = static_cast<uint64_t>(std::max(1000.0, rate * 2));
   const uint64_t max_outstanding =
-      closed_loop ? options_.max_undelivered
-                  : static_cast<uint64_t>(std::max(10000.0, rate * 5));
+      closed_loop ? options_.max_undelivered : static_cast<uint64_t>(std::max(10000.0, rate * 5));
   if (!closed_loop) {
     requests_.reserve(static_cast<size_t>(rate * (options_.warmup_s + options_.duration_s)) + 16);
   }
@@ -580,7 +581,8 @@ void Broadcasts::load(HttpLoadClient& http) {
         }
       }
       // Older requests still unanswered are picked up next time.
-      while (recent_from < requests_.size() && requests_[recent_from].status != -1) ++recent_from;
+      while (recent_from < requests_.size() && requests_[recent_from].status != -1)
+        ++recent_from;
       std::sort(recent.begin(), recent.end());
       std::string text =
           format_count(static_cast<double>(now - start) / 1e9, 1) + "s " +
@@ -678,10 +680,9 @@ void Broadcasts::run(Outcome& outcome) {
   if (!connect_speakers(outcome, provisioned)) return;
   outcome.figures.add("mqtt", endpoint_.text);
 
-  HttpLoadClient http(api_endpoint_, [this](size_t, uint64_t tag, int status,
-                                            std::string_view body, const std::string& error) {
-    on_answer(tag, status, body, error);
-  });
+  HttpLoadClient http(api_endpoint_,
+                      [this](size_t, uint64_t tag, int status, std::string_view body,
+                             const std::string& error) { on_answer(tag, status, body, error); });
   http.set_request_timeout(static_cast<int64_t>(options_.request_timeout_s * 1e9));
   std::string error;
   if (!http.open(options_.connections, 10 * kNsPerSec, error)) {
@@ -726,7 +727,8 @@ void Broadcasts::report(Outcome& outcome, bool checked_platform, uint64_t pendin
   uint64_t measured_sent = 0, measured_accepted = 0, delivered_in_interval = 0;
   for (uint64_t seq = 0; seq < requests_.size(); ++seq) {
     const Request& r = requests_[seq];
-    const Arrival* a = seq < arrivals_.size() && arrivals_[seq].count > 0 ? &arrivals_[seq] : nullptr;
+    const Arrival* a =
+        seq < arrivals_.size() && arrivals_[seq].count > 0 ? &arrivals_[seq] : nullptr;
     const bool ok = r.status >= 200 && r.status < 300;
     if (a && a->arrived_ns >= measure_from_ns_ && a->arrived_ns < measure_to_ns_) {
       ++delivered_in_interval;
@@ -880,8 +882,8 @@ void Broadcasts::report(Outcome& outcome, bool checked_platform, uint64_t pendin
   outcome.human =
       std::string("broadcasts ") +
       (options_.max_rate ? "max" : "at " + format_count(options_.rate) + "/s") + ": accepted " +
-      format_count(secs > 0 ? static_cast<double>(measured_accepted) / secs : 0) +
-      "/s; API p50 " + format_count(ms(api, 50), 2) + " ms p99 " + format_count(ms(api, 99), 2) +
+      format_count(secs > 0 ? static_cast<double>(measured_accepted) / secs : 0) + "/s; API p50 " +
+      format_count(ms(api, 50), 2) + " ms p99 " + format_count(ms(api, 99), 2) +
       " ms; API->device p50 " + format_count(ms(device, 50), 2) + " ms p99 " +
       format_count(ms(device, 99), 2) + " ms; " + format_count(static_cast<double>(accepted_)) +
       " accepted, " + format_count(static_cast<double>(failed_)) + " errors, " +

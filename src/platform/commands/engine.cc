@@ -119,6 +119,9 @@ struct Lane {
   int64_t pending = -1;  // non-final commands in the store; -1 unknown
   bool printer_paused = false;
   int64_t paused_until_ms = 0;
+  // Device events waiting on the loader thread; while there are any, later
+  // events queue behind them so the device's order is kept.
+  int queued_events = 0;
 };
 
 struct Tag {
@@ -489,11 +492,15 @@ struct CommandEngine::Impl : std::enable_shared_from_this<CommandEngine::Impl> {
         }
       }
       if (orphan && orphan->report.kind == DeviceReport::Kind::kEvent) {
-        // An event that arrived before the device's lane was loaded.
+        // An event that arrived before the device's lane was loaded (or
+        // behind one that did).
         DeviceTarget target = load_target(orphan->device_id);
         if (!target.tenant_id.empty()) {
           dispatch_event(target, orphan->report, orphan->payload);
         }
+        std::lock_guard lock(mutex);
+        auto it = lanes.find(orphan->device_id);
+        if (it != lanes.end() && it->second.queued_events > 0) --it->second.queued_events;
       } else if (orphan) {
         auto c = store.get_command("", orphan->report.id);
         if (c.ok() && c.value().device_id == orphan->device_id) {
@@ -626,7 +633,7 @@ struct CommandEngine::Impl : std::enable_shared_from_this<CommandEngine::Impl> {
       auto lit = lanes.find(device_id);
       if (lit != lanes.end()) {
         Lane& lane = lit->second;
-        target = lane.target;
+        if (lane.queued_events == 0) target = lane.target;
         if (report.type == "printer_status") {
           if (report.status == "ready") {
             lane.printer_paused = false;
@@ -640,9 +647,11 @@ struct CommandEngine::Impl : std::enable_shared_from_this<CommandEngine::Impl> {
       }
     }
     if (target.tenant_id.empty()) {
-      // The lane is still loading: resolve the device on the loader thread.
+      // The lane is still loading (or earlier events wait there): resolve
+      // the device on the loader thread, in arrival order.
       {
         std::lock_guard lock(mutex);
+        ++lanes[device_id].queued_events;
         orphans.push_back({device_id, report, payload});
       }
       work_cv.notify_one();
