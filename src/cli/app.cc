@@ -464,7 +464,6 @@ void App::start() {
   // The delivery engine: commands are durable in the store before the API
   // answers and reach devices through this node's gateway.
   platform::CommandEngineOptions engine_options;
-  engine_options.node_name = node;
   engine_options.max_queue_per_device = static_cast<int32_t>(config_.commands.max_queue_per_device);
   engine_options.window_per_device = static_cast<int32_t>(config_.commands.window_per_device);
   engine_options.max_attempts = static_cast<int32_t>(config_.commands.max_attempts);

@@ -18,6 +18,7 @@
 
 #include "commands/commit_queue.h"
 #include "commands/device_messages.h"
+#include "commands/json_text.h"
 
 namespace counterlink::platform {
 
@@ -157,10 +158,6 @@ nlohmann::json event_data(const Command& c, const std::string& to_state, const s
   return d;
 }
 
-std::string dump(const nlohmann::json& j) {
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
 }  // namespace
 
 struct CommandEngine::Impl : std::enable_shared_from_this<CommandEngine::Impl> {
@@ -227,7 +224,7 @@ struct CommandEngine::Impl : std::enable_shared_from_this<CommandEngine::Impl> {
     w.event.subject_id = c.id;
     w.event.device_id = c.device_id;
     w.event.at_ms = w.transition.at_ms;
-    w.event.data_json = dump(event_data(c, to, code, detail));
+    w.event.data_json = json_text(event_data(c, to, code, detail));
     std::weak_ptr<Impl> weak = weak_from_this();
     std::string device = c.device_id, id = c.id, type = c.type;
     commits.push(std::move(w), [weak, device, id, type, to, after = std::move(after)](
@@ -674,7 +671,7 @@ struct CommandEngine::Impl : std::enable_shared_from_this<CommandEngine::Impl> {
       nlohmann::json d;
       d["device_id"] = device_id;
       d["status"] = report.status;
-      w.event.data_json = dump(d);
+      w.event.data_json = json_text(d);
       std::weak_ptr<Impl> weak = weak_from_this();
       commits.push(std::move(w), [weak](const Status& batch, const WriteOutcome& out) {
         auto self = weak.lock();
@@ -777,7 +774,7 @@ struct CommandEngine::Impl : std::enable_shared_from_this<CommandEngine::Impl> {
     w.event.subject_id = command.id;
     w.event.device_id = device_id;
     w.event.at_ms = command.created_ms;
-    w.event.data_json = dump(event_data(command, state::kQueued, "", ""));
+    w.event.data_json = json_text(event_data(command, state::kQueued, "", ""));
 
     std::promise<store::Result<WriteOutcome>> promise;
     auto future = promise.get_future();

@@ -11,6 +11,8 @@
 #include "counterlink/platform/scans.h"
 #include "counterlink/platform/services.h"
 
+#include "commands/json_text.h"
+
 namespace counterlink::platform {
 
 namespace {
@@ -22,10 +24,6 @@ using store::Status;
 constexpr size_t kMaxDisplayChars = 64;
 constexpr size_t kMaxVoiceChars = 200;
 constexpr int64_t kSweepMs = 250;
-
-std::string dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
 
 size_t utf8_chars(std::string_view s) {
   size_t n = 0;
@@ -161,7 +159,7 @@ struct ScanDesk::Impl : std::enable_shared_from_this<ScanDesk::Impl> {
     event.subject_id = scan.id;
     event.device_id = scan.device_id;
     event.at_ms = now;
-    event.data_json = dump(scan_json(scan));
+    event.data_json = json_text(scan_json(scan));
     auto seq = engine.append_event(std::move(event));
     if (!seq.ok()) {
       spdlog::warn("scans.event_failed scan={} error=\"{}\"", scan.id, seq.status().message);
@@ -208,7 +206,7 @@ struct ScanDesk::Impl : std::enable_shared_from_this<ScanDesk::Impl> {
     payload["outcome"] = done.outcome;
     payload["display"] = done.display;
     payload["voice"] = done.voice;
-    c.payload_json = dump(payload);
+    c.payload_json = json_text(payload);
     c.request_json = "{}";
     c.created_ms = now;
     c.updated_ms = now;
@@ -230,7 +228,7 @@ struct ScanDesk::Impl : std::enable_shared_from_this<ScanDesk::Impl> {
     event.at_ms = now;
     json data = scan_json(done);
     data["source"] = std::string(source);
-    event.data_json = dump(data);
+    event.data_json = json_text(data);
     (void)engine.append_event(std::move(event));
     return done;
   }

@@ -8,6 +8,7 @@
 #include "counterlink/v1/commands.pb.h"
 
 #include "commands/device_messages.h"
+#include "commands/json_text.h"
 #include "common.h"
 
 namespace counterlink::platform::services {
@@ -22,10 +23,6 @@ constexpr int32_t kDefaultBroadcastExpiryS = 60;
 constexpr int32_t kMaxBroadcastExpiryS = 3600;
 constexpr int32_t kDefaultPrintExpiryS = 86'400;
 constexpr int32_t kMaxPrintExpiryS = 7 * 86'400;
-
-std::string dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
 
 Outcome engine_missing() {
   return api::unavailable(
@@ -228,12 +225,12 @@ Outcome create_broadcast(CallContext& ctx, const Env& env, const v1::CreateBroad
   payload["locale"] = std::string(locale_tag(locale.value));
   payload["text"] = text.value;
   payload["order_id"] = req.order_id();
-  c.payload_json = dump(payload);
+  c.payload_json = json_text(payload);
   json request;
   if (!req.text().empty()) request["text"] = req.text();
   if (!req.text_template().empty()) request["text_template"] = req.text_template();
   request["expires_in_s"] = expires_s;
-  c.request_json = dump(request);
+  c.request_json = json_text(request);
   c.created_ms = now;
   c.updated_ms = now;
   c.expires_at_ms = now + int64_t{expires_s} * 1000;
@@ -304,7 +301,7 @@ Outcome create_print_job(CallContext& ctx, const Env& env, const v1::CreatePrint
   payload["encoding"] = "escpos";
   payload["data"] = base64_encode(rendered.bytes);
   payload["on_printer_error"] = policy.empty() ? "wait" : policy;
-  c.payload_json = dump(payload);
+  c.payload_json = json_text(payload);
   c.created_ms = now;
   c.updated_ms = now;
   c.expires_at_ms = now + int64_t{expires_s} * 1000;
@@ -323,7 +320,7 @@ Outcome create_print_job(CallContext& ctx, const Env& env, const v1::CreatePrint
   request["escpos_bytes"] = rendered.bytes.size();
   request["parts"] = parts.size();
   request["expires_in_s"] = expires_s;
-  c.request_json = dump(request);
+  c.request_json = json_text(request);
 
   auto submitted = env.commands->submit(c, target);
   if (!submitted.ok()) return submit_problem(submitted.status(), device.id);

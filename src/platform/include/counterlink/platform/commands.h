@@ -82,7 +82,6 @@ class EventBus {
 };
 
 struct CommandEngineOptions {
-  std::string node_name = "node-1";
   // Commands that are not final, per device; more is refused (429
   // device_queue_full).
   int32_t max_queue_per_device = 500;
